@@ -1,0 +1,542 @@
+//! AutoMTLS: certificates made at launch, exchanged through the environment and the handshake
+//! line, and TLS configurations that trust exactly the exchanged certificate.
+//!
+//! go-plugin makes a self-signed ECDSA P-521 certificate on each side at every launch
+//! ([`Identity::generate`] reproduces it). The host passes its certificate as PEM in
+//! `PLUGIN_CLIENT_CERT`; the plugin answers with base64 DER in field 6 of the handshake line. Each
+//! side then trusts only the other's certificate, and each is TLS client on some connections and
+//! TLS server on others (brokered callbacks), so both configurations are built on both sides.
+//!
+//! These certificates are flagged as CAs and used as end-entity certificates, which webpki
+//! rejects; the verifiers here instead *pin* the peer: the presented end-entity certificate must be
+//! byte-for-byte one of the pinned certificates, inside its validity window, and the handshake
+//! signature must verify with its key. Only TLS 1.3 is offered (every Go peer negotiates it), with
+//! ALPN `h2`, which grpc-go ≥ 1.67 requires.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms, aws_lc_rs};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+
+/// The DNS name go-plugin puts in its certificates and sends as SNI.
+pub const SERVER_NAME: &str = "localhost";
+
+/// The ALPN protocol every gRPC TLS connection negotiates.
+pub const ALPN_H2: &[u8] = b"h2";
+
+/// Validity of a generated certificate: go-plugin's 262 980 hours (about 30 years).
+const VALIDITY: Duration = Duration::from_secs(262_980 * 3600);
+
+/// Back-dating of a generated certificate, for clock skew (as go-plugin).
+const BACKDATE: Duration = Duration::from_secs(30);
+
+/// Errors from certificate generation, parsing and TLS configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// Generating a key or certificate failed.
+    #[error("could not generate the AutoMTLS certificate: {0}")]
+    Generate(String),
+    /// `PLUGIN_CLIENT_CERT` or a configured PEM holds no usable certificate.
+    #[error(
+        "no PEM CERTIFICATE block could be read from {what}: {reason}; \
+         the host should pass its certificate in PEM form"
+    )]
+    Pem {
+        /// Where the PEM came from.
+        what: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A pinned certificate could not be parsed.
+    #[error("the peer certificate is not a valid X.509 certificate: {0}")]
+    Certificate(String),
+    /// rustls refused the configuration.
+    #[error("invalid TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// A certificate and its private key: one side's TLS identity.
+///
+/// `Debug` shows the certificate's size only; the key is never printed.
+#[derive(Clone)]
+pub struct Identity {
+    cert: CertificateDer<'static>,
+    key: Arc<PrivateKeyDer<'static>>,
+    cert_pem: Option<String>,
+}
+
+impl Identity {
+    /// Generates a certificate laid out as go-plugin's `generateCert`: ECDSA P-521, self-signed
+    /// (ecdsa-with-SHA512), random 128-bit serial, `O=HashiCorp, CN=localhost`, SAN
+    /// `DNS:localhost`, CA flag, key usages digitalSignature, keyEncipherment, keyAgreement and
+    /// keyCertSign, extended key usages clientAuth and serverAuth, valid from 30 s ago for 30
+    /// years.
+    pub fn generate() -> Result<Self, TlsError> {
+        let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).map_err(generate)?;
+
+        let mut params =
+            rcgen::CertificateParams::new(vec![SERVER_NAME.to_owned()]).map_err(generate)?;
+        let mut name = rcgen::DistinguishedName::new();
+        name.push(rcgen::DnType::OrganizationName, "HashiCorp");
+        name.push(rcgen::DnType::CommonName, SERVER_NAME);
+        params.distinguished_name = name;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::DigitalSignature,
+            rcgen::KeyUsagePurpose::KeyEncipherment,
+            rcgen::KeyUsagePurpose::KeyAgreement,
+            rcgen::KeyUsagePurpose::KeyCertSign,
+        ];
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        ];
+        let mut serial = [0u8; 16];
+        provider()
+            .secure_random
+            .fill(&mut serial)
+            .map_err(|_| TlsError::Generate("the system random generator failed".into()))?;
+        serial[0] &= 0x7f; // a positive INTEGER below 2^127, inside go-plugin's [0, 2^128)
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+        let now = SystemTime::now();
+        params.not_before = (now - BACKDATE).into();
+        params.not_after = (now + VALIDITY).into();
+
+        let cert = params.self_signed(&key).map_err(generate)?;
+        Ok(Identity {
+            cert_pem: Some(cert.pem()),
+            cert: cert.der().clone(),
+            key: Arc::new(PrivateKeyDer::Pkcs8(key.serialize_der().into())),
+        })
+    }
+
+    /// An identity from a certificate and key the application already has (manual TLS).
+    pub fn from_der(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> Self {
+        Identity {
+            cert,
+            key: Arc::new(key),
+            cert_pem: None,
+        }
+    }
+
+    /// The certificate (DER).
+    pub fn cert(&self) -> &CertificateDer<'static> {
+        &self.cert
+    }
+
+    /// The certificate as one PEM `CERTIFICATE` block, as sent in `PLUGIN_CLIENT_CERT`.
+    pub fn cert_pem(&self) -> String {
+        self.cert_pem
+            .clone()
+            .unwrap_or_else(|| pem_encode_cert(&self.cert))
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("cert_len", &self.cert.len())
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The certificates of a peer this side trusts, and nothing else.
+#[derive(Clone, Debug)]
+pub struct PinnedPeer {
+    certs: Arc<[Pinned]>,
+}
+
+#[derive(Debug)]
+struct Pinned {
+    der: CertificateDer<'static>,
+    not_before: u64,
+    not_after: u64,
+}
+
+impl PinnedPeer {
+    /// Pins the given certificates (DER).
+    pub fn new(certs: impl IntoIterator<Item = CertificateDer<'static>>) -> Result<Self, TlsError> {
+        let certs = certs
+            .into_iter()
+            .map(|der| {
+                let (not_before, not_after) = validity(&der)?;
+                Ok(Pinned {
+                    der,
+                    not_before,
+                    not_after,
+                })
+            })
+            .collect::<Result<Arc<[Pinned]>, TlsError>>()?;
+        Ok(PinnedPeer { certs })
+    }
+
+    /// Pins every certificate in a PEM text, as Go's `AppendCertsFromPEM` reads
+    /// `PLUGIN_CLIENT_CERT`. Fails when there is none.
+    pub fn from_pem(pem: &str, what: &'static str) -> Result<Self, TlsError> {
+        let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Pem {
+                what,
+                reason: e.to_string(),
+            })?;
+        if certs.is_empty() {
+            return Err(TlsError::Pem {
+                what,
+                reason: "it holds no CERTIFICATE block".into(),
+            });
+        }
+        Self::new(certs)
+    }
+
+    fn check(&self, presented: &CertificateDer<'_>, now: UnixTime) -> Result<(), rustls::Error> {
+        let pinned = self
+            .certs
+            .iter()
+            .find(|p| p.der.as_ref() == presented.as_ref())
+            .ok_or(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))?;
+        let now = now.as_secs();
+        if now < pinned.not_before {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidYet,
+            ));
+        }
+        if now > pinned.not_after {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Expired,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// TLS client and server configurations for one side of a plugin connection.
+#[derive(Clone)]
+pub struct TlsConfigs {
+    /// Used when this side dials (host: main and brokered connections; plugin: brokered).
+    pub client: Arc<rustls::ClientConfig>,
+    /// Used when this side accepts (plugin: main and brokered; host: brokered callbacks).
+    pub server: Arc<rustls::ServerConfig>,
+}
+
+impl fmt::Debug for TlsConfigs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConfigs").finish_non_exhaustive()
+    }
+}
+
+impl TlsConfigs {
+    /// AutoMTLS: present `identity`, trust only `peer`, in both directions.
+    pub fn pinned(identity: &Identity, peer: &PinnedPeer) -> Result<Self, TlsError> {
+        Ok(TlsConfigs {
+            client: Arc::new(client_config(identity, peer)?),
+            server: Arc::new(server_config(identity, peer)?),
+        })
+    }
+
+    /// Configurations the application built itself (manual TLS). ALPN `h2` is added when missing.
+    pub fn custom(mut client: rustls::ClientConfig, mut server: rustls::ServerConfig) -> Self {
+        for alpn in [&mut client.alpn_protocols, &mut server.alpn_protocols] {
+            if !alpn.iter().any(|p| p == ALPN_H2) {
+                alpn.push(ALPN_H2.to_vec());
+            }
+        }
+        TlsConfigs {
+            client: Arc::new(client),
+            server: Arc::new(server),
+        }
+    }
+}
+
+/// The TLS name a host connects to (`localhost`, as go-plugin).
+pub fn server_name() -> ServerName<'static> {
+    ServerName::DnsName(
+        rustls::pki_types::DnsName::try_from(SERVER_NAME)
+            .expect("\"localhost\" is a valid DNS name")
+            .to_owned(),
+    )
+}
+
+/// The crypto provider plugwire uses everywhere: aws-lc-rs, which (unlike ring) verifies the
+/// ECDSA P-521 signatures every Go peer makes.
+pub fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(aws_lc_rs::default_provider()))
+        .clone()
+}
+
+fn client_config(identity: &Identity, peer: &PinnedPeer) -> Result<rustls::ClientConfig, TlsError> {
+    let provider = provider();
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedVerifier::new(peer.clone(), &provider)))
+        .with_client_auth_cert(vec![identity.cert.clone()], identity.key.clone_key())?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(config)
+}
+
+fn server_config(identity: &Identity, peer: &PinnedPeer) -> Result<rustls::ServerConfig, TlsError> {
+    let provider = provider();
+    let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(Arc::new(PinnedVerifier::new(peer.clone(), &provider)))
+        .with_single_cert(vec![identity.cert.clone()], identity.key.clone_key())?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(config)
+}
+
+/// Verifies a peer by pinning (see the module docs); serves as both server and client verifier.
+#[derive(Debug)]
+struct PinnedVerifier {
+    peer: PinnedPeer,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl PinnedVerifier {
+    fn new(peer: PinnedPeer, provider: &CryptoProvider) -> Self {
+        PinnedVerifier {
+            peer,
+            algorithms: provider.signature_verification_algorithms,
+        }
+    }
+}
+
+impl ServerCertVerifier for PinnedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.peer.check(end_entity, now)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+impl ClientCertVerifier for PinnedVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.peer.check(end_entity, now)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Reads a certificate's validity window as Unix seconds.
+fn validity(der: &CertificateDer<'_>) -> Result<(u64, u64), TlsError> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der.as_ref())
+        .map_err(|e| TlsError::Certificate(e.to_string()))?;
+    let secs = |t: x509_parser::time::ASN1Time| u64::try_from(t.timestamp()).unwrap_or(0);
+    Ok((
+        secs(cert.validity().not_before),
+        secs(cert.validity().not_after),
+    ))
+}
+
+/// PEM for one certificate: RFC 7468 with 64-character lines, as Go's `pem.Encode`.
+fn pem_encode_cert(cert: &CertificateDer<'_>) -> String {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in body.as_bytes().chunks(64) {
+        // base64 output is ASCII, so every chunk is valid UTF-8.
+        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
+
+/// Seconds since the Unix epoch now (for tests of the validity check).
+#[cfg(test)]
+fn now() -> UnixTime {
+    UnixTime::since_unix_epoch(
+        SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn generated_cert_has_go_plugins_layout() {
+        use x509_parser::prelude::*;
+        let id = Identity::generate().expect("generate");
+        let (_, cert) = X509Certificate::from_der(id.cert()).expect("parses");
+        assert_eq!(cert.subject(), cert.issuer(), "self-signed");
+        assert_eq!(cert.subject().to_string(), "O=HashiCorp, CN=localhost");
+        assert_eq!(
+            cert.signature_algorithm.algorithm,
+            oid_registry::OID_SIG_ECDSA_WITH_SHA512
+        );
+        let bc = cert.basic_constraints().expect("ok").expect("present");
+        assert!(bc.critical && bc.value.ca);
+        let ku = cert.key_usage().expect("ok").expect("present").value;
+        assert!(ku.digital_signature() && ku.key_encipherment() && ku.key_agreement());
+        assert!(ku.key_cert_sign());
+        let eku = cert
+            .extended_key_usage()
+            .expect("ok")
+            .expect("present")
+            .value;
+        assert!(eku.client_auth && eku.server_auth);
+        let san = cert
+            .subject_alternative_name()
+            .expect("ok")
+            .expect("present");
+        assert_eq!(
+            san.value.general_names,
+            vec![GeneralName::DNSName("localhost")]
+        );
+        let (nb, na) = validity(id.cert()).expect("validity");
+        let years = (na - nb) / (365 * 24 * 3600);
+        assert!((29..=30).contains(&years), "{years} years");
+        assert!(id.cert_pem().starts_with("-----BEGIN CERTIFICATE-----\n"));
+        assert!(!format!("{id:?}").contains("BEGIN"));
+    }
+
+    #[test]
+    fn pem_round_trip_and_refusal() {
+        let id = Identity::generate().expect("generate");
+        let pinned = PinnedPeer::from_pem(&id.cert_pem(), "test").expect("pem");
+        assert!(pinned.check(id.cert(), now()).is_ok());
+        let again = pem_encode_cert(id.cert());
+        assert_eq!(again, id.cert_pem(), "our PEM encoder matches rcgen's");
+        assert!(PinnedPeer::from_pem("not a pem", "test").is_err());
+        let stranger = Identity::generate().expect("generate");
+        assert!(pinned.check(stranger.cert(), now()).is_err());
+        let expired = UnixTime::since_unix_epoch(Duration::from_secs(4_000_000_000 * 2));
+        assert!(pinned.check(id.cert(), expired).is_err());
+        let early = UnixTime::since_unix_epoch(Duration::from_secs(1));
+        assert!(pinned.check(id.cert(), early).is_err());
+    }
+
+    async fn handshake(
+        client_id: &Identity,
+        client_trusts: &Identity,
+        server_id: &Identity,
+        server_trusts: &Identity,
+    ) -> Result<(), String> {
+        let client = TlsConfigs::pinned(
+            client_id,
+            &PinnedPeer::new([client_trusts.cert().clone()]).expect("pin"),
+        )
+        .expect("configs");
+        let server = TlsConfigs::pinned(
+            server_id,
+            &PinnedPeer::new([server_trusts.cert().clone()]).expect("pin"),
+        )
+        .expect("configs");
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let accept = async move {
+            let mut s = tokio_rustls::TlsAcceptor::from(server.server)
+                .accept(b)
+                .await
+                .map_err(|e| format!("server: {e}"))?;
+            assert_eq!(s.get_ref().1.alpn_protocol(), Some(ALPN_H2));
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+            s.write_all(&buf).await.map_err(|e| e.to_string())?;
+            s.flush().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(())
+        };
+        let connect = async move {
+            let mut c = tokio_rustls::TlsConnector::from(client.client)
+                .connect(server_name(), a)
+                .await
+                .map_err(|e| format!("client: {e}"))?;
+            c.write_all(b"ping").await.map_err(|e| e.to_string())?;
+            c.flush().await.map_err(|e| e.to_string())?;
+            let mut buf = [0u8; 4];
+            c.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+            assert_eq!(&buf, b"ping");
+            Ok::<_, String>(())
+        };
+        let (a, c) = tokio::join!(accept, connect);
+        a.and(c)
+    }
+
+    #[tokio::test]
+    async fn mutual_p521_handshake_with_pinning() {
+        let host = Identity::generate().expect("generate");
+        let plugin = Identity::generate().expect("generate");
+        let stranger = Identity::generate().expect("generate");
+        handshake(&host, &plugin, &plugin, &host)
+            .await
+            .expect("pinned peers connect");
+        // The server presents a stranger's certificate: the client refuses it.
+        assert!(handshake(&host, &plugin, &stranger, &host).await.is_err());
+        // The client presents a stranger's certificate: the server refuses it.
+        assert!(handshake(&stranger, &plugin, &plugin, &host).await.is_err());
+    }
+}

@@ -1,0 +1,471 @@
+//! Byte streams between host and plugin: listeners as go-plugin creates them, dialing, TLS on
+//! either end, and the gRPC channel and server plumbing on top.
+//!
+//! Every connection is a [`BoxedIo`], whatever carries it (unix socket, TCP, a TLS session, a
+//! multiplexed stream), so the host's channel and the plugin's server never care.
+
+use std::future::Future;
+use std::io;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::handshake::Network;
+use crate::tls;
+
+/// How long an accepted connection may take to finish its TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// gRPC message size limit go-plugin's host uses in both directions (`math.MaxInt32`).
+pub const MAX_MESSAGE_SIZE: usize = i32::MAX as usize;
+
+/// Anything a connection can be carried over.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// A type-erased connection.
+pub struct BoxedIo(Box<dyn Io>);
+
+impl BoxedIo {
+    /// Wraps any connection.
+    pub fn new(io: impl Io) -> Self {
+        BoxedIo(Box::new(io))
+    }
+}
+
+impl std::fmt::Debug for BoxedIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BoxedIo")
+    }
+}
+
+impl AsyncRead for BoxedIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for BoxedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0).poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for BoxedIo {
+    type ConnectInfo = ();
+
+    fn connect_info(&self) -> Self::ConnectInfo {}
+}
+
+/// A plugin or broker address: where to dial.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Address {
+    /// A unix socket path.
+    Unix(PathBuf),
+    /// A TCP `host:port`; an empty host means loopback.
+    Tcp(String),
+}
+
+impl Address {
+    /// The address from a handshake line or `ConnInfo` (network, address).
+    pub fn new(network: Network, address: &str) -> Self {
+        match network {
+            Network::Unix => Address::Unix(PathBuf::from(address)),
+            Network::Tcp => match address.strip_prefix(':') {
+                Some(port) => Address::Tcp(format!("127.0.0.1:{port}")),
+                None => Address::Tcp(address.to_owned()),
+            },
+        }
+    }
+
+    /// The network field for this address.
+    pub fn network(&self) -> Network {
+        match self {
+            Address::Unix(_) => Network::Unix,
+            Address::Tcp(_) => Network::Tcp,
+        }
+    }
+
+    /// The address field for this address.
+    pub fn to_field(&self) -> String {
+        match self {
+            Address::Unix(path) => path.to_string_lossy().into_owned(),
+            Address::Tcp(addr) => addr.clone(),
+        }
+    }
+
+    /// Connects (TCP with `TCP_NODELAY`).
+    pub async fn dial(&self) -> io::Result<BoxedIo> {
+        match self {
+            Address::Unix(path) => UnixStream::connect(path).await.map(BoxedIo::new),
+            Address::Tcp(addr) => {
+                let stream = TcpStream::connect(addr.as_str()).await?;
+                stream.set_nodelay(true)?;
+                Ok(BoxedIo::new(stream))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.network(), self.to_field())
+    }
+}
+
+/// A listening socket created as go-plugin's `serverListener` creates one. A unix socket file is
+/// removed when the listener is dropped.
+#[derive(Debug)]
+pub struct Listener {
+    inner: ListenerKind,
+    address: Address,
+}
+
+#[derive(Debug)]
+enum ListenerKind {
+    Unix {
+        listener: UnixListener,
+        /// Removes the socket file when dropped.
+        _path: tempfile::TempPath,
+    },
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    /// A unix socket `<dir>/plugin<random>` (dir: the given one, else the OS temp dir). With a
+    /// group, the socket's group is set and its mode made 0660 so that group may connect.
+    ///
+    /// Must be called within a tokio runtime.
+    pub fn unix(dir: Option<&Path>, group: Option<&str>) -> io::Result<Self> {
+        let dir = dir.map_or_else(std::env::temp_dir, Path::to_path_buf);
+        let named = tempfile::Builder::new()
+            .prefix("plugin")
+            .rand_bytes(10)
+            .make_in(&dir, |path| std::os::unix::net::UnixListener::bind(path))
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "could not create a unix socket in {} ({e}); socket paths are limited to \
+                         about 100 bytes, so choose a short directory",
+                        dir.display()
+                    ),
+                )
+            })?;
+        let (std_listener, path) = named.into_parts();
+        if let Some(group) = group {
+            set_group_writable(&path, group, 0o660)?;
+        }
+        std_listener.set_nonblocking(true)?;
+        let listener = UnixListener::from_std(std_listener)?;
+        let address = Address::Unix(path.to_path_buf());
+        Ok(Listener {
+            inner: ListenerKind::Unix {
+                listener,
+                _path: path,
+            },
+            address,
+        })
+    }
+
+    /// A TCP listener on `127.0.0.1`, on the first free port of `ports` (port 0: any free port).
+    pub async fn tcp(ports: RangeInclusive<u16>) -> io::Result<Self> {
+        for port in ports {
+            if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)).await {
+                let address = Address::Tcp(listener.local_addr()?.to_string());
+                return Ok(Listener {
+                    inner: ListenerKind::Tcp(listener),
+                    address,
+                });
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "couldn't bind plugin TCP listener: every port in PLUGIN_MIN_PORT..PLUGIN_MAX_PORT is taken",
+        ))
+    }
+
+    /// Where peers connect.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// Waits for the next connection.
+    pub async fn accept(&self) -> io::Result<BoxedIo> {
+        match &self.inner {
+            ListenerKind::Unix { listener, .. } => {
+                listener.accept().await.map(|(s, _)| BoxedIo::new(s))
+            }
+            ListenerKind::Tcp(listener) => {
+                let (stream, _) = listener.accept().await?;
+                stream.set_nodelay(true)?;
+                Ok(BoxedIo::new(stream))
+            }
+        }
+    }
+}
+
+/// go-plugin's `setGroupWritable`: chgrp to a group name or numeric gid, then chmod.
+pub fn set_group_writable(path: &Path, group: &str, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let gid = match group.parse::<u32>() {
+        Ok(gid) => nix::unistd::Gid::from_raw(gid),
+        Err(_) => {
+            nix::unistd::Group::from_name(group)
+                .map_err(io::Error::from)?
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("failed to find gid from {group:?}: no such group"),
+                    )
+                })?
+                .gid
+        }
+    };
+    nix::unistd::chown(path, None, Some(gid)).map_err(io::Error::from)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// Wraps a dialed connection in TLS as the client (SNI `localhost`, ALPN `h2`).
+pub async fn tls_connect(io: BoxedIo, config: Arc<rustls::ClientConfig>) -> io::Result<BoxedIo> {
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(tls::server_name(), io)
+        .await?;
+    Ok(BoxedIo::new(stream))
+}
+
+/// Wraps an accepted connection in TLS as the server, bounded by [`TLS_HANDSHAKE_TIMEOUT`].
+pub async fn tls_accept(io: BoxedIo, config: Arc<rustls::ServerConfig>) -> io::Result<BoxedIo> {
+    let accept = tokio_rustls::TlsAcceptor::from(config).accept(io);
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await {
+        Ok(stream) => Ok(BoxedIo::new(stream?)),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the peer did not finish the TLS handshake in time",
+        )),
+    }
+}
+
+/// Builds a gRPC channel whose connections come from `connect` (called again if the channel
+/// reconnects). Connects eagerly, so an unreachable plugin is an error here, not on first call.
+///
+/// The HTTP/2 `:authority` is `localhost`, never a socket path.
+pub async fn channel<F, Fut>(connect: F) -> Result<Channel, tonic::transport::Error>
+where
+    F: Fn() -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = io::Result<BoxedIo>> + Send + 'static,
+{
+    endpoint().connect_with_connector(connector(connect)).await
+}
+
+/// Like [`channel`], connecting on first use instead.
+pub fn lazy_channel<F, Fut>(connect: F) -> Channel
+where
+    F: Fn() -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = io::Result<BoxedIo>> + Send + 'static,
+{
+    endpoint().connect_with_connector_lazy(connector(connect))
+}
+
+fn endpoint() -> Endpoint {
+    Endpoint::from_static("http://localhost")
+}
+
+fn connector<F, Fut>(
+    connect: F,
+) -> impl tower::Service<
+    Uri,
+    Response = TokioIo<BoxedIo>,
+    Error = io::Error,
+    Future = impl Future<Output = io::Result<TokioIo<BoxedIo>>> + Send,
+> + Send
++ Clone
++ 'static
+where
+    F: Fn() -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = io::Result<BoxedIo>> + Send + 'static,
+{
+    tower::service_fn(move |_: Uri| {
+        let connect = connect.clone();
+        async move { connect().await.map(TokioIo::new) }
+    })
+}
+
+/// The stream of accepted connections a tonic server consumes.
+pub type Incoming = tokio_stream::wrappers::ReceiverStream<io::Result<BoxedIo>>;
+
+/// Creates an [`Incoming`] stream and the sender that feeds it.
+pub fn incoming() -> (mpsc::Sender<io::Result<BoxedIo>>, Incoming) {
+    let (tx, rx) = mpsc::channel(16);
+    (tx, tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+/// Accepts connections from `listener` until the returned task is aborted or nobody reads
+/// `tx`, doing TLS handshakes concurrently so a slow peer never blocks the others.
+pub fn spawn_accept_loop(
+    listener: Listener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    tx: mpsc::Sender<io::Result<BoxedIo>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let io = tokio::select! {
+                io = listener.accept() => io,
+                () = tx.closed() => return,
+            };
+            match io {
+                Ok(io) => forward(io, tls.clone(), tx.clone()),
+                Err(e) => {
+                    tracing::debug!(error = %e, "accept failed");
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    })
+}
+
+/// Hands one accepted connection to the server, after a TLS handshake when configured.
+pub fn forward(
+    io: BoxedIo,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    tx: mpsc::Sender<io::Result<BoxedIo>>,
+) {
+    match tls {
+        None => {
+            if let Err(mpsc::error::TrySendError::Full(item)) = tx.try_send(Ok(io)) {
+                tokio::spawn(async move { tx.send(item).await });
+            }
+        }
+        Some(config) => {
+            tokio::spawn(async move {
+                match tls_accept(io, config).await {
+                    Ok(io) => {
+                        let _ = tx.send(Ok(io)).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "refused a connection: TLS handshake failed")
+                    }
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn unix_listener_is_removed_on_drop() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listener = Listener::unix(Some(dir.path()), None).expect("listen");
+        let Address::Unix(path) = listener.address().clone() else {
+            panic!("unix address expected");
+        };
+        assert!(path.starts_with(dir.path()));
+        assert!(
+            path.file_name()
+                .expect("name")
+                .to_string_lossy()
+                .starts_with("plugin")
+        );
+        let accept = tokio::spawn(async move {
+            let mut io = listener.accept().await.expect("accept");
+            let mut buf = [0u8; 2];
+            io.read_exact(&mut buf).await.expect("read");
+            buf
+        });
+        let mut conn = Address::Unix(path.clone()).dial().await.expect("dial");
+        conn.write_all(b"hi").await.expect("write");
+        assert_eq!(&accept.await.expect("join"), b"hi");
+        assert!(
+            !path.exists(),
+            "socket file removed when the listener is dropped"
+        );
+    }
+
+    #[tokio::test]
+    async fn unix_socket_group_permissions() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gid = nix::unistd::getegid().as_raw();
+        let listener = Listener::unix(Some(dir.path()), Some(&gid.to_string())).expect("listen");
+        let Address::Unix(path) = listener.address() else {
+            panic!("unix address expected");
+        };
+        let meta = std::fs::metadata(path).expect("stat");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+        assert_eq!(meta.gid(), gid);
+        let err = Listener::unix(Some(dir.path()), Some("no-such-group-plugwire"))
+            .expect_err("bad group");
+        assert!(err.to_string().contains("failed to find gid"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn tcp_listener_takes_first_free_port_in_range() {
+        let first = Listener::tcp(0..=0).await.expect("ephemeral");
+        let Address::Tcp(addr) = first.address().clone() else {
+            panic!("tcp address expected");
+        };
+        let port: u16 = addr
+            .rsplit_once(':')
+            .expect("port")
+            .1
+            .parse()
+            .expect("number");
+        // The range starts at a taken port: the next free one is used.
+        let second = Listener::tcp(port..=port.saturating_add(50))
+            .await
+            .expect("next port");
+        assert_ne!(second.address(), first.address());
+        assert!(Listener::tcp(port..=port).await.is_err());
+    }
+
+    #[test]
+    fn tcp_address_without_host_is_loopback() {
+        assert_eq!(
+            Address::new(Network::Tcp, ":1234"),
+            Address::Tcp("127.0.0.1:1234".into())
+        );
+    }
+}
