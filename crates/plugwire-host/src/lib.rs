@@ -1,1 +1,58 @@
-//! placeholder
+//! Load go-plugin plugins from Rust: launch a plugin process, talk to it with tonic clients.
+//!
+//! [`Plugin::launch`] does what go-plugin's `Client` does: it starts the plugin with go-plugin's
+//! environment, reads and checks its handshake line, connects over the unix socket (or TCP),
+//! opens the broker and stdio streams, and hands out tonic clients. [`Plugin::kill`] asks the
+//! plugin to shut down, waits up to 2 s, then SIGKILLs it. It works with plugins written with Go's
+//! [go-plugin] (v1.8.0) and with `plugwire-plugin`.
+//!
+//! ```no_run
+//! use plugwire_host::{MagicCookie, Plugin, PluginConfig};
+//! use tonic_health::pb::health_client::HealthClient;
+//!
+//! # async fn run() -> Result<(), plugwire_host::Error> {
+//! let config = PluginConfig::builder(
+//!     MagicCookie::new("BASIC_PLUGIN", "hello"),
+//!     std::process::Command::new("./kv-plugin"),
+//! )
+//! .plugins(1, ["kv_grpc"])
+//! .build();
+//! let plugin = Plugin::launch(config).await?;
+//! // any tonic client, e.g. `KvClient::new`
+//! let _client = plugin.dispense("kv_grpc", HealthClient::new)?;
+//! plugin.ping().await?;
+//! plugin.kill().await;
+//! # Ok(()) }
+//! ```
+//!
+//! | go-plugin | plugwire-host |
+//! |---|---|
+//! | `plugin.NewClient(&ClientConfig{...})` + `Start` + `Client()` | [`Plugin::launch`]`(config).await` |
+//! | `ClientConfig{Cmd, HandshakeConfig, VersionedPlugins, ...}` | [`PluginConfig::builder`] |
+//! | `rpcClient.Dispense(name)` | [`Plugin::dispense`]`(name, KvClient::new)` |
+//! | `Ping()` / `Kill()` / `Exited()` | [`Plugin::ping`] / [`Plugin::kill`] / [`Plugin::exited`] |
+//! | `NegotiatedVersion()` | [`Plugin::version`] |
+//!
+//! The plugin's stderr becomes `tracing` events (target `plugwire::plugin`) at the levels its
+//! hclog JSON or `[LEVEL]` prefixes say; see [`LogParser`].
+//!
+//! Typed clients made from [`Plugin::channel`] keep tonic's default 4 MiB receive limit; go-plugin
+//! hosts allow 2 GiB. Raise it on clients that receive large messages with
+//! `.max_decoding_message_size(plugwire_host::MAX_MESSAGE_SIZE)`.
+//!
+//! [go-plugin]: https://github.com/hashicorp/go-plugin
+
+mod config;
+mod error;
+mod lines;
+mod log;
+mod plugin;
+mod process;
+
+pub use config::{DEFAULT_START_TIMEOUT, PluginConfig, PluginConfigBuilder};
+pub use error::{Error, ErrorKind};
+pub use log::{Level, LogEntry, LogParser, RawSink};
+pub use plugin::{GRACEFUL_EXIT_TIMEOUT, KillReport, Plugin};
+pub use plugwire_protocol::transport::{Address, MAX_MESSAGE_SIZE};
+pub use plugwire_protocol::{HandshakeError, MagicCookie, Network, Protocol};
+pub use tonic::transport::Channel;

@@ -1,1 +1,41 @@
-//! placeholder
+//! Be a go-plugin plugin in Rust: [`serve`] tonic services to any go-plugin host.
+//!
+//! A Go host built with HashiCorp's [go-plugin] (v1.8.0), or a plugwire host, launches this
+//! process, and [`serve`] does what go-plugin's `plugin.Serve` does: checks the magic cookie,
+//! negotiates the app-protocol version, listens on a unix socket (or TCP), sets up AutoMTLS when
+//! the host asks, prints the handshake line, and serves the app's tonic services next to
+//! go-plugin's own (health, reflection, broker, controller, stdio) until the host shuts it down.
+//!
+//! ```no_run
+//! use plugwire_plugin::{MagicCookie, PluginSet, ServeConfig, serve};
+//! # use tonic_health::pb::health_server::{Health, HealthServer};
+//! # fn kv_service() -> HealthServer<impl Health> { tonic_health::server::health_reporter().1 }
+//!
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let config = ServeConfig::builder(MagicCookie::new("BASIC_PLUGIN", "hello"))
+//!         // any tonic service, e.g. `KvServer::new(MyKv)`
+//!         .plugins(1, PluginSet::new().add("kv_grpc", kv_service()))
+//!         .build();
+//!     serve(config).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! | go-plugin | plugwire-plugin |
+//! |---|---|
+//! | `plugin.Serve(&ServeConfig{...})` | [`serve`]`(config).await` |
+//! | `HandshakeConfig{MagicCookieKey, MagicCookieValue}` | [`MagicCookie`] |
+//! | `Plugins` / `VersionedPlugins` | [`ServeConfigBuilder::plugins`] with a [`PluginSet`] per version |
+//! | `GRPCPlugin.GRPCServer` registering services | [`PluginSet::add`] with a tonic service |
+//! | `TLSProvider` | [`ServeConfigBuilder::tls_provider`] |
+//!
+//! [go-plugin]: https://github.com/hashicorp/go-plugin
+
+mod config;
+mod serve;
+mod services;
+
+pub use config::{PluginSet, ServeConfig, ServeConfigBuilder, TlsProvider, Transport};
+pub use plugwire_protocol::MagicCookie;
+pub use serve::{ServeError, serve};

@@ -1,0 +1,167 @@
+//! How to launch a plugin: [`PluginConfig`], built with [`PluginConfig::builder`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use plugwire_protocol::env::{DEFAULT_MAX_PORT, DEFAULT_MIN_PORT};
+use plugwire_protocol::{MagicCookie, Protocol};
+
+use crate::log::RawSink;
+
+/// go-plugin's default `StartTimeout`.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Everything needed to launch one plugin (go-plugin's `ClientConfig`).
+pub struct PluginConfig {
+    pub(crate) command: std::process::Command,
+    pub(crate) cookie: MagicCookie,
+    pub(crate) versions: BTreeMap<u32, BTreeSet<String>>,
+    pub(crate) allowed_protocols: Vec<Protocol>,
+    pub(crate) start_timeout: Duration,
+    pub(crate) skip_host_env: bool,
+    pub(crate) min_port: u16,
+    pub(crate) max_port: u16,
+    pub(crate) unix_socket_group: Option<String>,
+    pub(crate) unix_socket_dir: Option<PathBuf>,
+    pub(crate) stderr: Option<RawSink>,
+    pub(crate) name: String,
+}
+
+impl fmt::Debug for PluginConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginConfig")
+            .field("command", &self.command)
+            .field("cookie_key", &self.cookie.key())
+            .field("versions", &self.versions)
+            .field("allowed_protocols", &self.allowed_protocols)
+            .field("start_timeout", &self.start_timeout)
+            .field("skip_host_env", &self.skip_host_env)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginConfig {
+    /// Starts a configuration that launches `command` with the host's magic `cookie`.
+    ///
+    /// The command keeps its arguments, working directory and environment; go-plugin's variables
+    /// are added on top (see [`PluginConfigBuilder::skip_host_env`] for the precedence). Its
+    /// stdin is the host's, stdout and stderr are read by the host.
+    pub fn builder(cookie: MagicCookie, command: std::process::Command) -> PluginConfigBuilder {
+        let name = std::path::Path::new(command.get_program())
+            .file_name()
+            .map_or_else(
+                || command.get_program().to_string_lossy().into_owned(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+        PluginConfigBuilder {
+            config: PluginConfig {
+                command,
+                cookie,
+                versions: BTreeMap::new(),
+                allowed_protocols: vec![Protocol::Grpc],
+                start_timeout: DEFAULT_START_TIMEOUT,
+                skip_host_env: false,
+                min_port: DEFAULT_MIN_PORT,
+                max_port: DEFAULT_MAX_PORT,
+                unix_socket_group: None,
+                unix_socket_dir: None,
+                stderr: None,
+                name,
+            },
+        }
+    }
+
+    /// The versions offered, each with its plugin names.
+    pub fn versions(&self) -> &BTreeMap<u32, BTreeSet<String>> {
+        &self.versions
+    }
+
+    pub(crate) fn program(&self) -> OsString {
+        self.command.get_program().to_owned()
+    }
+}
+
+/// Builder for [`PluginConfig`].
+#[derive(Debug)]
+pub struct PluginConfigBuilder {
+    config: PluginConfig,
+}
+
+impl PluginConfigBuilder {
+    /// Offers app-protocol `version`, under which the plugin provides the plugins `names`
+    /// (go-plugin's `VersionedPlugins`; `ProtocolVersion` + `Plugins` for a single version).
+    /// Call once per version; the plugin picks the highest version both sides have.
+    pub fn plugins<I, S>(mut self, version: u32, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config
+            .versions
+            .insert(version, names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The protocols accepted from the plugin. plugwire speaks gRPC only, so this can only
+    /// narrow the default `[Grpc]` (go-plugin's default is netrpc only; Go hosts that load gRPC
+    /// plugins list `grpc` explicitly).
+    pub fn allowed_protocols(mut self, protocols: impl IntoIterator<Item = Protocol>) -> Self {
+        self.config.allowed_protocols = protocols.into_iter().collect();
+        self
+    }
+
+    /// How long the plugin has to print its handshake line (default 1 minute).
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.config.start_timeout = timeout;
+        self
+    }
+
+    /// Does not pass the host's environment to the plugin: it gets only the command's own
+    /// variables and go-plugin's. Without this, the environment is, in order of increasing
+    /// precedence: the command's variables, the host's environment, go-plugin's variables (the
+    /// same quirky order as go-plugin, where the host's environment overrides the command's).
+    pub fn skip_host_env(mut self, skip: bool) -> Self {
+        self.config.skip_host_env = skip;
+        self
+    }
+
+    /// `PLUGIN_MIN_PORT`/`PLUGIN_MAX_PORT`, for plugins that listen on TCP (default 10000–25000).
+    pub fn port_range(mut self, min: u16, max: u16) -> Self {
+        self.config.min_port = min;
+        self.config.max_port = max;
+        self
+    }
+
+    /// Asks the plugin to give this group access to its unix socket (`PLUGIN_UNIX_SOCKET_GROUP`).
+    pub fn unix_socket_group(mut self, group: impl Into<String>) -> Self {
+        self.config.unix_socket_group = Some(group.into());
+        self
+    }
+
+    /// Asks the plugin to create its unix socket in `dir` (`PLUGIN_UNIX_SOCKET_DIR`).
+    pub fn unix_socket_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.unix_socket_dir = Some(dir.into());
+        self
+    }
+
+    /// Copies the plugin's raw stderr, byte-exact, to `sink` (go-plugin's `Stderr`), besides
+    /// logging it. The sink is written from the runtime, so it should not block for long.
+    pub fn stderr(mut self, sink: impl std::io::Write + Send + 'static) -> Self {
+        self.config.stderr = Some(Box::new(sink));
+        self
+    }
+
+    /// The name the plugin's log lines carry (default: the executable's file name).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// The finished configuration.
+    pub fn build(self) -> PluginConfig {
+        self.config
+    }
+}

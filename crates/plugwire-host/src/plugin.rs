@@ -1,0 +1,629 @@
+//! A launched plugin (go-plugin's `Client`): launch, handshake, connect, dispense, ping, kill.
+
+use std::collections::BTreeSet;
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::Duration;
+
+use plugwire_protocol::env::HostEnv;
+use plugwire_protocol::handshake::{HandshakeLine, HostExpectations, MAX_HANDSHAKE_LINE};
+use plugwire_protocol::pb::grpc_broker_client::GrpcBrokerClient;
+use plugwire_protocol::pb::grpc_controller_client::GrpcControllerClient;
+use plugwire_protocol::pb::grpc_stdio_client::GrpcStdioClient;
+use plugwire_protocol::pb::{ConnInfo, Empty};
+use plugwire_protocol::transport::{self, Address};
+use plugwire_protocol::Protocol;
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::config::PluginConfig;
+use crate::error::{Error, ErrorKind};
+use crate::lines::BoundedLines;
+use crate::log::{self, Tail};
+use crate::process::{self, Process};
+
+/// How long a plugin has to exit after `GRPCController/Shutdown` before it is killed (go-plugin).
+pub const GRACEFUL_EXIT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long to wait for the plugin's stderr to be fully read once it has exited.
+const STDERR_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How `kill` ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KillReport {
+    /// True when the plugin exited on its own after `Shutdown`; false when it was SIGKILLed (or
+    /// had already exited).
+    pub graceful: bool,
+    /// The exit status, when the process was reaped.
+    pub status: Option<ExitStatus>,
+}
+
+/// A running plugin process and the gRPC connection to it.
+///
+/// Dropping a `Plugin` SIGKILLs the process if it is still running; call [`Plugin::kill`] for a
+/// graceful stop.
+#[derive(Debug)]
+pub struct Plugin {
+    name: String,
+    version: u32,
+    plugins: BTreeSet<String>,
+    address: Address,
+    channel: Channel,
+    process: Arc<Process>,
+    stderr_done: Mutex<Option<JoinHandle<()>>>,
+    background: Vec<JoinHandle<()>>,
+    broker_close: CancellationToken,
+    killed: Mutex<Option<KillReport>>,
+}
+
+impl Plugin {
+    /// Launches the plugin, waits for its handshake line, checks it, and connects.
+    ///
+    /// Every failure after the process started kills and reaps it before returning.
+    pub async fn launch(mut config: PluginConfig) -> Result<Plugin, Error> {
+        check_config(&config)?;
+        let name = std::mem::take(&mut config.name);
+        let versions: Vec<u32> = config.versions.keys().copied().collect();
+        let command = build_command(&mut config, &versions);
+        tracing::debug!(plugin = %name, command = ?command.as_std(), "starting plugin");
+        let (process, stdout, stderr) = Process::spawn(command).map_err(|e| {
+            Error::with_source(
+                ErrorKind::Spawn,
+                format!(
+                    "could not start plugin {:?}; check that it exists and is executable",
+                    config.program()
+                ),
+                e,
+            )
+        })?;
+        let process = Arc::new(process);
+        tracing::debug!(plugin = %name, pid = ?process.pid(), "plugin started");
+
+        let tail = Tail::default();
+        let stderr_task = tokio::spawn(log::bridge(
+            stderr,
+            name.clone(),
+            tail.clone(),
+            config.stderr.take(),
+        ));
+        let (line_tx, line_rx) = oneshot::channel();
+        let stdout_task = tokio::spawn(read_stdout(stdout, line_tx, name.clone()));
+
+        let started = Started {
+            name,
+            process,
+            tail,
+            stderr_task: Some(stderr_task),
+            stdout_task,
+        };
+        started.handshake(config, &versions, line_rx).await
+    }
+
+    /// The negotiated app-protocol version.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The protocol spoken (always gRPC for plugwire).
+    pub fn protocol(&self) -> Protocol {
+        Protocol::Grpc
+    }
+
+    /// Where the plugin listens.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// The plugin's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
+    /// The gRPC channel to the plugin, for any tonic client.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// A typed client for plugin `name` of the negotiated version, made by `make` from the
+    /// channel (go-plugin's `Dispense`), e.g. `plugin.dispense("kv", KvClient::new)`. Nothing goes
+    /// on the wire: gRPC plugin names are checked locally, as in go-plugin.
+    pub fn dispense<T>(&self, name: &str, make: impl FnOnce(Channel) -> T) -> Result<T, Error> {
+        if !self.plugins.contains(name) {
+            return Err(Error::new(
+                ErrorKind::UnknownPlugin,
+                format!(
+                    "unknown plugin type: {name} (version {} offers {:?})",
+                    self.version, self.plugins
+                ),
+            ));
+        }
+        Ok(make(self.channel.clone()))
+    }
+
+    /// Checks the plugin answers: a health check of service `plugin`. Only a failed call counts as
+    /// failure (as in go-plugin, a `NOT_SERVING` answer passes).
+    pub async fn ping(&self) -> Result<(), Error> {
+        let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel.clone());
+        health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "plugin".into(),
+            })
+            .await
+            .map(|_| ())
+            .map_err(|status| Error::with_source(ErrorKind::Rpc, "plugin ping failed", status))
+    }
+
+    /// Whether the process has exited.
+    pub fn exited(&self) -> bool {
+        self.process.exited().is_cancelled()
+    }
+
+    /// The exit status, once the process has exited.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.process.status()
+    }
+
+    /// A token cancelled when the process exits (go-plugin's `doneCtx`): give it to work that
+    /// should stop with the plugin.
+    pub fn exit_token(&self) -> CancellationToken {
+        self.process.exited().clone()
+    }
+
+    /// Waits until the process exits, and returns its status.
+    pub async fn wait(&self) -> Option<ExitStatus> {
+        self.process.exited().cancelled().await;
+        self.process.status()
+    }
+
+    /// Stops the plugin (go-plugin's `Kill`): asks it to shut down (`GRPCController/Shutdown`),
+    /// waits up to 2 s for it to exit, else SIGKILLs it; then waits for its remaining stderr and
+    /// removes a socket file it left behind. Safe to call several times; later calls return the
+    /// first result.
+    pub async fn kill(&self) -> KillReport {
+        let mut killed = self.killed.lock().await;
+        if let Some(report) = *killed {
+            return report;
+        }
+        self.broker_close.cancel();
+        let mut graceful = false;
+        if !self.exited() {
+            let mut controller = GrpcControllerClient::new(self.channel.clone());
+            // The plugin may stop serving before answering (Go plugins do): the result is
+            // irrelevant, only the exit counts.
+            let _ = tokio::time::timeout(GRACEFUL_EXIT_TIMEOUT, controller.shutdown(Empty {})).await;
+            graceful = self.process.wait_timeout(GRACEFUL_EXIT_TIMEOUT).await.is_some();
+            if !graceful {
+                tracing::warn!(plugin = %self.name, "plugin failed to exit gracefully");
+                self.process.kill().await;
+            }
+        }
+        let report = finish(
+            &self.name,
+            &self.process,
+            &mut *self.stderr_done.lock().await,
+            &self.background,
+            Some(&self.address),
+        )
+        .await;
+        let report = KillReport { graceful, ..report };
+        *killed = Some(report);
+        report
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        for task in &self.background {
+            task.abort();
+        }
+        // `process` kills the child when its last reference goes.
+    }
+}
+
+/// A started process whose handshake is not done yet.
+struct Started {
+    name: String,
+    process: Arc<Process>,
+    tail: Tail,
+    stderr_task: Option<JoinHandle<()>>,
+    stdout_task: JoinHandle<()>,
+}
+
+impl Started {
+    async fn handshake(
+        self,
+        config: PluginConfig,
+        versions: &[u32],
+        line_rx: oneshot::Receiver<StdoutLine>,
+    ) -> Result<Plugin, Error> {
+        let deadline = tokio::time::Instant::now() + config.start_timeout;
+        tracing::debug!(plugin = %self.name, "waiting for RPC address");
+        let line = tokio::select! {
+            biased;
+            line = line_rx => line.unwrap_or(StdoutLine::Closed),
+            () = self.process.exited().cancelled() => StdoutLine::Closed,
+            () = tokio::time::sleep_until(deadline) => {
+                return Err(self.fail(Error::new(
+                    ErrorKind::StartTimeout,
+                    format!(
+                        "timeout while waiting for plugin to start: no handshake line within {:?}; \
+                         the plugin is hung or slow to start (raise the start timeout)",
+                        config.start_timeout
+                    ),
+                )).await);
+            }
+        };
+        let line = match line {
+            StdoutLine::Line(line) => line,
+            StdoutLine::TooLong => {
+                return Err(self
+                    .fail(Error::new(
+                        ErrorKind::Handshake,
+                        format!(
+                            "the plugin's first stdout line is longer than {MAX_HANDSHAKE_LINE} bytes: \
+                             it is not a go-plugin handshake line"
+                        ),
+                    ))
+                    .await);
+            }
+            StdoutLine::Closed => return Err(self.closed_before_handshake().await),
+        };
+
+        let expect = HostExpectations {
+            versions,
+            allowed_protocols: &config.allowed_protocols,
+            multiplex: false,
+        };
+        let line = match expect.accept_bytes(&line) {
+            Ok(line) => line,
+            Err(e) => {
+                let unrecognized = matches!(e, plugwire_protocol::HandshakeError::Unrecognized { .. });
+                let mut message = String::from("the plugin's handshake was refused");
+                if unrecognized {
+                    message.push_str(
+                        "; this usually means the program is not a go-plugin plugin, was not built \
+                         for this machine, or printed to stdout before its handshake line",
+                    );
+                }
+                return Err(self
+                    .fail(Error::with_source(ErrorKind::Handshake, message, e))
+                    .await);
+            }
+        };
+        tracing::debug!(plugin = %self.name, version = line.app_version, "using plugin");
+
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(remaining, connect(&line)).await {
+            Ok(Ok((address, channel))) => Ok(self.connected(config, line, address, channel)),
+            Ok(Err(e)) => Err(self.fail(e).await),
+            Err(_) => Err(self
+                .fail(Error::new(
+                    ErrorKind::StartTimeout,
+                    format!(
+                        "timeout while connecting to the plugin at {} {}",
+                        line.network, line.address
+                    ),
+                ))
+                .await),
+        }
+    }
+
+    fn connected(
+        mut self,
+        mut config: PluginConfig,
+        line: HandshakeLine,
+        address: Address,
+        channel: Channel,
+    ) -> Plugin {
+        let broker_close = CancellationToken::new();
+        let background = vec![
+            tokio::spawn(run_broker_stream(channel.clone(), broker_close.clone())),
+            tokio::spawn(run_stdio(
+                channel.clone(),
+                self.name.clone(),
+                broker_close.clone(),
+            )),
+        ];
+        let plugins = config.versions.remove(&line.app_version).unwrap_or_default();
+        // The stdout reader keeps draining on its own until EOF.
+        Plugin {
+            name: std::mem::take(&mut self.name),
+            version: line.app_version,
+            plugins,
+            address,
+            channel,
+            process: self.process.clone(),
+            stderr_done: Mutex::new(self.stderr_task.take()),
+            background,
+            broker_close,
+            killed: Mutex::new(None),
+        }
+    }
+
+    /// stdout ended (or the process exited) without a line.
+    async fn closed_before_handshake(mut self) -> Error {
+        // Give the process a moment to be reaped so the error can say how it ended.
+        let status = self.process.wait_timeout(Duration::from_secs(1)).await;
+        let stderr = self.stderr_text().await;
+        let error = match status {
+            Some(status) => Error::new(
+                ErrorKind::Exited,
+                format!(
+                    "plugin exited before we could connect ({}){stderr}",
+                    process::describe(Some(status))
+                ),
+            ),
+            None => Error::new(
+                ErrorKind::Handshake,
+                format!(
+                    "Unrecognized remote plugin message: \nFailed to read any lines from plugin's \
+                     stdout: the plugin closed its stdout without printing a handshake line{stderr}"
+                ),
+            ),
+        };
+        self.fail(error).await
+    }
+
+    /// The end of stderr for an error message, once the reader has caught up.
+    async fn stderr_text(&mut self) -> String {
+        if self.process.exited().is_cancelled() {
+            drain_stderr(&mut self.stderr_task, Duration::from_millis(500)).await;
+        }
+        let tail = self.tail.render();
+        if tail.is_empty() {
+            String::new()
+        } else {
+            format!("; the plugin's last stderr lines:{tail}")
+        }
+    }
+
+    /// Kills and reaps the process, then returns `error` with the stderr tail when useful.
+    async fn fail(mut self, error: Error) -> Error {
+        if !self.process.exited().is_cancelled() {
+            self.process.kill().await;
+        }
+        self.stdout_task.abort();
+        finish(&self.name, &self.process, &mut self.stderr_task, &[], None).await;
+        error
+    }
+}
+
+fn check_config(config: &PluginConfig) -> Result<(), Error> {
+    if config.versions.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Config,
+            "no plugin versions configured: call PluginConfigBuilder::plugins at least once",
+        ));
+    }
+    if !config.allowed_protocols.contains(&Protocol::Grpc) {
+        return Err(Error::new(
+            ErrorKind::Config,
+            "plugwire hosts speak gRPC only: allowed_protocols must include Protocol::Grpc",
+        ));
+    }
+    Ok(())
+}
+
+/// Sets go-plugin's environment on the command, in go-plugin's order.
+fn build_command(config: &mut PluginConfig, versions: &[u32]) -> tokio::process::Command {
+    let mut command = std::mem::replace(&mut config.command, std::process::Command::new(""));
+    let own: Vec<_> = command
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+        .collect();
+    command.env_clear();
+    command.envs(own);
+    if !config.skip_host_env {
+        command.envs(std::env::vars_os());
+    }
+    let vars = HostEnv {
+        cookie: &config.cookie,
+        versions,
+        min_port: config.min_port,
+        max_port: config.max_port,
+        multiplex: false,
+        client_cert_pem: None,
+        unix_socket_group: config.unix_socket_group.as_deref(),
+        unix_socket_dir: config.unix_socket_dir.as_deref().map(std::path::Path::as_os_str),
+    }
+    .vars();
+    command.envs(vars);
+    tokio::process::Command::from(command)
+}
+
+async fn connect(line: &HandshakeLine) -> Result<(Address, Channel), Error> {
+    let address = Address::new(line.network, &line.address);
+    let dial_address = address.clone();
+    let channel = transport::channel(move || {
+        let address = dial_address.clone();
+        async move { address.dial().await }
+    })
+    .await
+    .map_err(|e| {
+        Error::with_source(
+            ErrorKind::Connect,
+            format!("could not connect to the plugin at {address}"),
+            e,
+        )
+    })?;
+    Ok((address, channel))
+}
+
+/// What stdout gave before the handshake.
+enum StdoutLine {
+    Line(Vec<u8>),
+    TooLong,
+    Closed,
+}
+
+/// Reads the handshake line, then drains stdout until EOF so the plugin never blocks on it.
+async fn read_stdout(
+    stdout: tokio::process::ChildStdout,
+    line_tx: oneshot::Sender<StdoutLine>,
+    name: String,
+) {
+    let reader = tokio::io::BufReader::with_capacity(8 * 1024, stdout);
+    let mut lines = BoundedLines::new(reader, MAX_HANDSHAKE_LINE);
+    let first = match lines.next().await {
+        Ok(Some(segment)) if segment.end_of_line => StdoutLine::Line(segment.data),
+        Ok(Some(_)) => StdoutLine::TooLong,
+        Ok(None) | Err(_) => StdoutLine::Closed,
+    };
+    let _ = line_tx.send(first);
+    // Later stdout is not part of the protocol: go-plugin drops it.
+    let mut reader = lines.into_inner();
+    let mut discarded = 0u64;
+    loop {
+        let n = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(buf) => buf.len(),
+        };
+        reader.consume(n);
+        discarded += n as u64;
+    }
+    if discarded > 0 {
+        tracing::trace!(plugin = %name, bytes = discarded, "discarded plugin stdout after the handshake");
+    }
+}
+
+/// Waits for the exit, for stderr to be read completely, stops background tasks, and removes a
+/// socket file the plugin left behind.
+async fn finish(
+    name: &str,
+    process: &Process,
+    stderr_task: &mut Option<JoinHandle<()>>,
+    background: &[JoinHandle<()>],
+    address: Option<&Address>,
+) -> KillReport {
+    let status = process.wait_timeout(process::REAP_TIMEOUT).await;
+    for task in background {
+        task.abort();
+    }
+    if !drain_stderr(stderr_task, STDERR_DRAIN_TIMEOUT).await {
+        tracing::warn!(plugin = %name, "plugin stderr still open after exit (a child process holds it?): stopped reading");
+        if let Some(task) = stderr_task.take() {
+            task.abort();
+        }
+    }
+    match status {
+        Some(status) if status.success() => {
+            tracing::info!(plugin = %name, pid = ?process.pid(), "plugin process exited")
+        }
+        status => tracing::error!(
+            plugin = %name,
+            pid = ?process.pid(),
+            status = %process::describe(status),
+            "plugin process exited"
+        ),
+    }
+    if let (Some(Address::Unix(path)), Some(_)) = (address, status) {
+        remove_stale_socket(path);
+    }
+    KillReport {
+        graceful: false,
+        status,
+    }
+}
+
+/// Waits up to `timeout` for the stderr reader to reach EOF; true when it did (or was done).
+async fn drain_stderr(task: &mut Option<JoinHandle<()>>, timeout: Duration) -> bool {
+    let Some(handle) = task.as_mut() else {
+        return true;
+    };
+    if tokio::time::timeout(timeout, handle).await.is_ok() {
+        *task = None;
+        true
+    } else {
+        false
+    }
+}
+
+/// A plugin killed before it could clean up leaves its socket file: remove it if it is a socket.
+fn remove_stale_socket(path: &std::path::Path) {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && meta.file_type().is_socket()
+    {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Opens `plugin.GRPCBroker/StartStream` right after connecting, as a Go host does, and keeps
+/// it open until the broker is closed.
+async fn run_broker_stream(channel: Channel, close: CancellationToken) {
+    let (tx, rx) = mpsc::channel::<ConnInfo>(16);
+    let outbound = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let mut client = GrpcBrokerClient::new(channel);
+    let call = async {
+        match client.start_stream(outbound).await {
+            Ok(response) => {
+                let mut inbound = response.into_inner();
+                while let Ok(Some(info)) = inbound.message().await {
+                    tracing::debug!(service_id = info.service_id, "broker message ignored");
+                }
+            }
+            Err(status) => tracing::debug!(%status, "plugin has no broker stream"),
+        }
+    };
+    tokio::select! {
+        () = call => {}
+        () = close.cancelled() => {}
+    }
+    drop(tx);
+}
+
+/// Opens `plugin.GRPCStdio/StreamStdio` and keeps draining it so the plugin never blocks.
+async fn run_stdio(channel: Channel, name: String, closing: CancellationToken) {
+    let mut client = GrpcStdioClient::new(channel).max_decoding_message_size(transport::MAX_MESSAGE_SIZE);
+    let mut stream = match client.stream_stdio(()).await {
+        Ok(response) => response.into_inner(),
+        // Killed while the stream was opening: nothing to report.
+        Err(_) if closing.is_cancelled() => return,
+        Err(status) => {
+            tracing::warn!(plugin = %name, %status, "stdio service not available, stdout/stderr syncing unavailable");
+            return;
+        }
+    };
+    while let Ok(Some(data)) = stream.message().await {
+        tracing::trace!(plugin = %name, channel = data.channel, len = data.data.len(), "plugin stdio");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plugwire_protocol::Network;
+
+    #[test]
+    fn environment_follows_go_plugin_precedence() {
+        let mut command = std::process::Command::new("/bin/true");
+        command.env("PLUGWIRE_TEST_OWN", "mine").env("PLUGIN_PROTOCOL_VERSIONS", "99");
+        let mut config = PluginConfig::builder(plugwire_protocol::MagicCookie::new("K", "V"), command)
+            .plugins(1, ["a"])
+            .plugins(3, ["b"])
+            .skip_host_env(true)
+            .build();
+        let command = build_command(&mut config, &[1, 3]);
+        let envs: Vec<_> = command
+            .as_std()
+            .get_envs()
+            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.map(|v| v.to_string_lossy().into_owned())))
+            .collect();
+        let get = |name: &str| envs.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.clone());
+        assert_eq!(get("PLUGWIRE_TEST_OWN").as_deref(), Some("mine"));
+        assert_eq!(get("PLUGIN_PROTOCOL_VERSIONS").as_deref(), Some("1,3"), "go-plugin's variables win");
+        assert_eq!(get("K").as_deref(), Some("V"));
+        assert_eq!(get("PLUGIN_MIN_PORT").as_deref(), Some("10000"));
+        assert!(get("PATH").is_none(), "skip_host_env leaves the host's environment out");
+    }
+
+    #[test]
+    fn network_field_round_trip() {
+        let line = HandshakeLine::parse("1|1|tcp|:1234|grpc|").expect("valid");
+        assert_eq!(Address::new(line.network, &line.address), Address::Tcp("127.0.0.1:1234".into()));
+        assert_eq!(Address::new(Network::Unix, "/tmp/x").network(), Network::Unix);
+    }
+}

@@ -1,0 +1,175 @@
+//! What a plugin serves and how: [`ServeConfig`] and [`PluginSet`].
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::fmt;
+
+use plugwire_protocol::MagicCookie;
+use plugwire_protocol::tls::TlsConfigs;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
+
+/// Registers one plugin's services on the server being built.
+type Register = Box<dyn FnOnce(&mut RoutesBuilder) + Send>;
+
+/// The plugins served for one app-protocol version, each under its name.
+///
+/// In gRPC mode plugin names never cross the wire (the host dispenses locally); they document
+/// what is served and match go-plugin's `PluginSet`.
+#[derive(Default)]
+pub struct PluginSet {
+    plugins: Vec<(String, Vec<&'static str>, Register)>,
+}
+
+impl PluginSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        PluginSet::default()
+    }
+
+    /// Serves a tonic service (for example `KvServer::new(MyKv)`) as plugin `name`. Call again with
+    /// the same name to serve several services under one plugin.
+    pub fn add<S>(mut self, name: impl Into<String>, service: S) -> Self
+    where
+        S: tower::Service<
+                http::Request<Body>,
+                Response = http::Response<Body>,
+                Error = Infallible,
+            > + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let register: Register = Box::new(move |routes: &mut RoutesBuilder| {
+            routes.add_service(service);
+        });
+        self.plugins.push((name.into(), vec![S::NAME], register));
+        self
+    }
+
+    /// The plugin names in this set.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.plugins.iter().map(|(name, _, _)| name.as_str())
+    }
+
+    /// The gRPC service names this set registers.
+    pub(crate) fn service_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.plugins
+            .iter()
+            .flat_map(|(_, services, _)| services.iter().copied())
+    }
+
+    pub(crate) fn register(self, routes: &mut RoutesBuilder) {
+        for (_, _, register) in self.plugins {
+            register(routes);
+        }
+    }
+}
+
+impl fmt::Debug for PluginSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.plugins.iter().map(|(name, services, _)| (name, services)))
+            .finish()
+    }
+}
+
+/// Where the plugin listens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Transport {
+    /// A unix socket in `PLUGIN_UNIX_SOCKET_DIR` or the temp dir (go-plugin's choice outside
+    /// Windows).
+    #[default]
+    Unix,
+    /// TCP on `127.0.0.1`, within `PLUGIN_MIN_PORT..=PLUGIN_MAX_PORT` (go-plugin's choice on
+    /// Windows).
+    Tcp,
+}
+
+/// Builds the application's own TLS configuration (go-plugin's `TLSProvider`).
+pub type TlsProvider =
+    Box<dyn FnOnce() -> Result<TlsConfigs, Box<dyn std::error::Error + Send + Sync>> + Send>;
+
+/// Everything [`serve`](crate::serve) needs. Built with [`ServeConfig::builder`].
+pub struct ServeConfig {
+    pub(crate) cookie: MagicCookie,
+    pub(crate) sets: BTreeMap<u32, PluginSet>,
+    pub(crate) transport: Transport,
+    pub(crate) tls_provider: Option<TlsProvider>,
+    pub(crate) descriptor_sets: Vec<&'static [u8]>,
+}
+
+impl fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("cookie", &self.cookie)
+            .field("sets", &self.sets)
+            .field("transport", &self.transport)
+            .field("tls_provider", &self.tls_provider.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServeConfig {
+    /// Starts a configuration for a plugin that answers to `cookie`.
+    pub fn builder(cookie: MagicCookie) -> ServeConfigBuilder {
+        ServeConfigBuilder {
+            config: ServeConfig {
+                cookie,
+                sets: BTreeMap::new(),
+                transport: Transport::default(),
+                tls_provider: None,
+                descriptor_sets: Vec::new(),
+            },
+        }
+    }
+}
+
+/// Builder for [`ServeConfig`].
+#[derive(Debug)]
+pub struct ServeConfigBuilder {
+    config: ServeConfig,
+}
+
+impl ServeConfigBuilder {
+    /// Serves `set` for app-protocol version `version` (go-plugin's `VersionedPlugins`; a plugin
+    /// with a single version is go-plugin's `ProtocolVersion` + `Plugins`). The host and plugin
+    /// agree on the highest version both have.
+    pub fn plugins(mut self, version: u32, set: PluginSet) -> Self {
+        self.config.sets.insert(version, set);
+        self
+    }
+
+    /// Listens on TCP instead of a unix socket.
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.config.transport = transport;
+        self
+    }
+
+    /// Uses the application's TLS configuration (go-plugin's `TLSProvider`). The plugin then
+    /// ignores the host's AutoMTLS certificate and prints an empty certificate field.
+    pub fn tls_provider<F, E>(mut self, provider: F) -> Self
+    where
+        F: FnOnce() -> Result<TlsConfigs, E> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.config.tls_provider = Some(Box::new(move || provider().map_err(Into::into)));
+        self
+    }
+
+    /// Adds an encoded `FileDescriptorSet` so gRPC reflection can describe the app's services
+    /// (tonic-prost-build writes one with `file_descriptor_set_path`).
+    pub fn reflection_descriptors(mut self, encoded: &'static [u8]) -> Self {
+        self.config.descriptor_sets.push(encoded);
+        self
+    }
+
+    /// The finished configuration.
+    pub fn build(self) -> ServeConfig {
+        self.config
+    }
+}

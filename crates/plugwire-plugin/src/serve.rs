@@ -1,0 +1,238 @@
+//! go-plugin's `Serve`: check the cookie, negotiate, listen, print the handshake line, serve.
+
+use std::io::{self, Write as _};
+use std::time::Duration;
+
+use plugwire_protocol::env::{EnvError, negotiate_version};
+use plugwire_protocol::handshake::{HandshakeLine, Protocol};
+use plugwire_protocol::pb::grpc_broker_server::GrpcBrokerServer;
+use plugwire_protocol::pb::grpc_controller_server::GrpcControllerServer;
+use plugwire_protocol::pb::grpc_stdio_server::GrpcStdioServer;
+use plugwire_protocol::tls::{Identity, PinnedPeer, TlsConfigs, TlsError};
+use plugwire_protocol::transport::{self, Listener};
+use plugwire_protocol::PluginEnv;
+use tokio_util::sync::CancellationToken;
+use tonic::service::RoutesBuilder;
+
+use crate::config::{ServeConfig, Transport};
+use crate::services::{Broker, Controller, Stdio};
+
+/// How long in-flight calls get to finish once shutdown starts. A Go host force-kills after 2 s.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// The multiplexing answer this plugin gives in field 7 when a host asks for it.
+const MULTIPLEX_SUPPORTED: bool = false;
+
+/// Why [`serve`] could not serve.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The configuration has no plugin set.
+    #[error("no plugins configured: call ServeConfigBuilder::plugins at least once")]
+    NoPlugins,
+    /// `PLUGIN_MIN_PORT`/`PLUGIN_MAX_PORT` are unusable.
+    #[error("plugin init error: {0}")]
+    Env(#[from] EnvError),
+    /// The listener could not be created.
+    #[error("plugin init error: could not listen: {0}")]
+    Listen(#[source] io::Error),
+    /// AutoMTLS or the TLS provider failed.
+    #[error("plugin tls init: {0}")]
+    Tls(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The handshake line could not be written.
+    #[error("could not write the handshake line to stdout: {0}")]
+    Stdout(#[source] io::Error),
+    /// The gRPC server stopped with an error.
+    #[error("grpc server: {0}")]
+    Server(#[from] tonic::transport::Error),
+}
+
+/// Serves the configured plugins to the host that launched this process, until the host shuts
+/// the plugin down (or `SIGTERM`).
+///
+/// Like go-plugin's `Serve`, a process not launched by its host (wrong or missing magic cookie)
+/// gets go-plugin's message on stderr and **exits with status 1** without printing anything on
+/// stdout. `SIGINT` is ignored while serving, so a Ctrl-C meant for the host's terminal does not
+/// kill its plugins.
+pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    let env = PluginEnv::from_vars(std::env::vars_os());
+    if let Err(e) = env.check_cookie(&config.cookie) {
+        let _ = io::stderr().write_all(e.stderr_message().as_bytes());
+        std::process::exit(1);
+    }
+    serve_with_env(config, env).await
+}
+
+async fn serve_with_env(mut config: ServeConfig, env: PluginEnv) -> Result<(), ServeError> {
+    let offered = env.host_versions();
+    for token in &offered.invalid {
+        eprintln!("server sent invalid plugin version {token:?}");
+    }
+    let version = negotiate_version(config.sets.keys().copied(), &offered.versions)
+        .ok_or(ServeError::NoPlugins)?;
+    let set = config.sets.remove(&version).ok_or(ServeError::NoPlugins)?;
+
+    let listener = match config.transport {
+        Transport::Unix => Listener::unix(
+            env.unix_socket_dir().as_deref(),
+            env.unix_socket_group().as_deref(),
+        ),
+        Transport::Tcp => Listener::tcp(env.port_range()?).await,
+    }
+    .map_err(ServeError::Listen)?;
+
+    let (tls, server_cert) = match config.tls_provider.take() {
+        Some(provider) => (Some(provider().map_err(ServeError::Tls)?), None),
+        None => match env.client_cert_pem() {
+            Some(pem) => {
+                let (configs, cert) = auto_mtls(&pem).map_err(|e| ServeError::Tls(e.into()))?;
+                (Some(configs), Some(cert))
+            }
+            None => (None, None),
+        },
+    };
+
+    let line = HandshakeLine {
+        app_version: version,
+        network: listener.address().network(),
+        address: listener.address().to_field(),
+        protocol: Protocol::Grpc,
+        server_cert,
+        multiplex: env.multiplex_requested().then_some(MULTIPLEX_SUPPORTED),
+    };
+    tracing::debug!(address = %listener.address(), version, "plugin address");
+    {
+        let mut stdout = io::stdout().lock();
+        writeln!(stdout, "{line}")
+            .and_then(|()| stdout.flush())
+            .map_err(ServeError::Stdout)?;
+    }
+
+    let shutdown = CancellationToken::new();
+    spawn_signal_handlers(shutdown.clone());
+
+    let service_names: Vec<&'static str> = set.service_names().collect();
+    let mut routes = RoutesBuilder::default();
+    routes
+        .add_service(health(&shutdown).await)
+        .add_service(GrpcBrokerServer::new(Broker::new(shutdown.clone())))
+        .add_service(GrpcControllerServer::new(Controller::new(shutdown.clone())))
+        .add_service(GrpcStdioServer::new(Stdio::new(shutdown.clone())));
+    add_reflection(&mut routes, &config.descriptor_sets, &service_names);
+    set.register(&mut routes);
+
+    let (tx, incoming) = transport::incoming();
+    let accept = transport::spawn_accept_loop(listener, tls.map(|t| t.server), tx);
+    let server = tonic::transport::Server::builder()
+        .add_routes(routes.routes())
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+    let grace = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    let result = tokio::select! {
+        result = server => result.map_err(ServeError::from),
+        () = grace => {
+            tracing::debug!("in-flight calls did not finish within the shutdown grace period");
+            Ok(())
+        }
+    };
+    // Dropping the accept loop drops the listener, which removes the socket file.
+    accept.abort();
+    let _ = accept.await;
+    result
+}
+
+/// AutoMTLS, plugin side: trust the host's PEM certificate, answer with a fresh one.
+fn auto_mtls(
+    host_pem: &str,
+) -> Result<(TlsConfigs, rustls::pki_types::CertificateDer<'static>), TlsError> {
+    let host = PinnedPeer::from_pem(host_pem, "PLUGIN_CLIENT_CERT")?;
+    let identity = Identity::generate()?;
+    let configs = TlsConfigs::pinned(&identity, &host)?;
+    Ok((configs, identity.cert().clone()))
+}
+
+async fn health(
+    shutdown: &CancellationToken,
+) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>
+{
+    let (reporter, service) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("plugin", tonic_health::ServingStatus::Serving)
+        .await;
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        reporter
+            .set_service_status("plugin", tonic_health::ServingStatus::NotServing)
+            .await;
+    });
+    service
+}
+
+/// Reflection v1 and v1alpha listing exactly the registered services, as grpc-go does.
+fn add_reflection(routes: &mut RoutesBuilder, app_sets: &[&'static [u8]], app_services: &[&str]) {
+    const INTERNAL: [&str; 6] = [
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "plugin.GRPCBroker",
+        "plugin.GRPCController",
+        "plugin.GRPCStdio",
+    ];
+    // tonic-reflection's builder is consumed by each build, so make one per version.
+    let builder = || {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .include_reflection_service(false)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+            .register_encoded_file_descriptor_set(plugwire_protocol::pb::FILE_DESCRIPTOR_SET);
+        for set in app_sets {
+            builder = builder.register_encoded_file_descriptor_set(set);
+        }
+        for name in INTERNAL.iter().chain(app_services) {
+            builder = builder.with_service_name(*name);
+        }
+        builder
+    };
+    match (builder().build_v1(), builder().build_v1alpha()) {
+        (Ok(v1), Ok(v1alpha)) => {
+            routes.add_service(v1).add_service(v1alpha);
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "gRPC reflection disabled: a descriptor set is invalid");
+        }
+    }
+}
+
+/// Ignores SIGINT like a Go plugin; SIGTERM shuts down cleanly (the socket file is removed).
+fn spawn_signal_handlers(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::interrupt()) {
+        Ok(mut interrupts) => {
+            tokio::spawn(async move {
+                let mut count = 0u64;
+                while interrupts.recv().await.is_some() {
+                    count += 1;
+                    tracing::trace!(count, "plugin received interrupt signal, ignoring");
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "could not ignore SIGINT"),
+    }
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::spawn(async move {
+                if terminate.recv().await.is_some() {
+                    tracing::debug!("SIGTERM: shutting down");
+                    shutdown.cancel();
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "could not handle SIGTERM"),
+    }
+}

@@ -1,0 +1,97 @@
+//! The go-plugin services every plugin serves besides the app's: controller, stdio, broker.
+
+use std::pin::Pin;
+
+use futures_util::Stream;
+use plugwire_protocol::pb::grpc_broker_server::GrpcBroker;
+use plugwire_protocol::pb::grpc_controller_server::GrpcController;
+use plugwire_protocol::pb::grpc_stdio_server::GrpcStdio;
+use plugwire_protocol::pb::{ConnInfo, Empty, StdioData};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// A stream that yields nothing and ends when `shutdown` fires (or the caller goes away).
+fn hold_open<T: Send + 'static>(shutdown: CancellationToken) -> BoxStream<T> {
+    Box::pin(futures_util::stream::once(async move {
+        shutdown.cancelled_owned().await;
+        None
+    })
+    .filter_map(futures_util::future::ready))
+}
+
+use futures_util::StreamExt as _;
+
+/// `plugin.GRPCController`: `Shutdown` replies, then stops the server.
+pub(crate) struct Controller {
+    shutdown: CancellationToken,
+}
+
+impl Controller {
+    pub(crate) fn new(shutdown: CancellationToken) -> Self {
+        Controller { shutdown }
+    }
+}
+
+#[tonic::async_trait]
+impl GrpcController for Controller {
+    async fn shutdown(&self, _: Request<Empty>) -> Result<Response<Empty>, Status> {
+        tracing::debug!("shutdown requested by the host");
+        // Graceful shutdown lets this reply reach the host before the connection closes.
+        self.shutdown.cancel();
+        Ok(Response::new(Empty {}))
+    }
+}
+
+/// `plugin.GRPCStdio`: the stream is held open until the plugin shuts down.
+pub(crate) struct Stdio {
+    shutdown: CancellationToken,
+}
+
+impl Stdio {
+    pub(crate) fn new(shutdown: CancellationToken) -> Self {
+        Stdio { shutdown }
+    }
+}
+
+#[tonic::async_trait]
+impl GrpcStdio for Stdio {
+    type StreamStdioStream = BoxStream<StdioData>;
+
+    async fn stream_stdio(
+        &self,
+        _: Request<()>,
+    ) -> Result<Response<Self::StreamStdioStream>, Status> {
+        Ok(Response::new(hold_open(self.shutdown.clone())))
+    }
+}
+
+/// `plugin.GRPCBroker`: accepts the host's control stream.
+pub(crate) struct Broker {
+    shutdown: CancellationToken,
+}
+
+impl Broker {
+    pub(crate) fn new(shutdown: CancellationToken) -> Self {
+        Broker { shutdown }
+    }
+}
+
+#[tonic::async_trait]
+impl GrpcBroker for Broker {
+    type StartStreamStream = BoxStream<ConnInfo>;
+
+    async fn start_stream(
+        &self,
+        request: Request<Streaming<ConnInfo>>,
+    ) -> Result<Response<Self::StartStreamStream>, Status> {
+        let mut inbound = request.into_inner();
+        tokio::spawn(async move {
+            while let Ok(Some(info)) = inbound.message().await {
+                tracing::debug!(service_id = info.service_id, "broker message ignored");
+            }
+        });
+        Ok(Response::new(hold_open(self.shutdown.clone())))
+    }
+}

@@ -1,0 +1,69 @@
+//! A drop-in replacement for go-plugin's `examples/grpc` host:
+//! `KV_PLUGIN=<command> kv-host put KEY VALUE` and `KV_PLUGIN=<command> kv-host get KEY`.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use plugwire_examples::pb::kv::kv_client::KvClient;
+use plugwire_examples::pb::kv::{GetRequest, PutRequest};
+use plugwire_host::{MAX_MESSAGE_SIZE, Plugin, PluginConfig};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    plugwire_examples::init_logging("KV_LOG");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            #[allow(clippy::print_stdout)] // the CLI's output, as go-plugin's example prints it
+            {
+                println!("Error: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &[String]) -> anyhow::Result<()> {
+    let command = std::env::var("KV_PLUGIN").context("set KV_PLUGIN to the plugin command")?;
+    if let Ok(proto) = std::env::var("KV_PROTO")
+        && proto != "grpc"
+    {
+        bail!("KV_PROTO={proto:?}: this host speaks grpc only");
+    }
+    let config = PluginConfig::builder(
+        plugwire_examples::cookie(),
+        plugwire_examples::shell_command(&command),
+    )
+    .plugins(1, ["kv_grpc"])
+    .build();
+    let plugin = Plugin::launch(config).await?;
+    let result = call(&plugin, args).await;
+    plugin.kill().await;
+    result
+}
+
+async fn call(plugin: &Plugin, args: &[String]) -> anyhow::Result<()> {
+    let mut kv = plugin.dispense("kv_grpc", |channel| {
+        KvClient::new(channel).max_decoding_message_size(MAX_MESSAGE_SIZE)
+    })?;
+    match args {
+        [op, key] if op == "get" => {
+            let value = kv.get(GetRequest { key: key.clone() }).await?.into_inner().value;
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&value)?;
+            stdout.write_all(b"\n")?;
+        }
+        [op, key, value] if op == "put" => {
+            kv.put(PutRequest {
+                key: key.clone(),
+                value: value.clone().into_bytes(),
+            })
+            .await?;
+        }
+        [op, ..] => bail!("please only use 'get' or 'put', given: {op:?}"),
+        [] => bail!("usage: kv-host get KEY | kv-host put KEY VALUE"),
+    }
+    Ok(())
+}
