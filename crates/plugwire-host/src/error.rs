@@ -39,6 +39,7 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     source: Option<Source>,
+    exit_status: Option<std::process::ExitStatus>,
 }
 
 impl Error {
@@ -47,6 +48,7 @@ impl Error {
             kind,
             message: message.into(),
             source: None,
+            exit_status: None,
         }
     }
 
@@ -59,7 +61,19 @@ impl Error {
             kind,
             message: message.into(),
             source: Some(source.into()),
+            exit_status: None,
         }
+    }
+
+    pub(crate) fn set_exit_status(&mut self, status: Option<std::process::ExitStatus>) {
+        self.exit_status = status;
+    }
+
+    /// When a launch failed after the process started: how the process ended. The host always
+    /// kills and reaps it before returning the error, so this is `None` only if the reap itself
+    /// timed out.
+    pub fn exit_status(&self) -> Option<std::process::ExitStatus> {
+        self.exit_status
     }
 
     /// The broad category.

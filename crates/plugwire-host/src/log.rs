@@ -326,10 +326,15 @@ mod tests {
         );
         assert_eq!(e.level, Level::Info);
         assert_eq!(e.message, "hello");
-        assert_eq!(e.timestamp.as_deref(), Some("2026-01-02T15:04:05.123456+01:00"));
+        assert_eq!(
+            e.timestamp.as_deref(),
+            Some("2026-01-02T15:04:05.123456+01:00")
+        );
         assert_eq!(e.fields_text(), "@module=plugin.x foo=bar n=12");
         // Other precisions are fine here (a Go host would log the raw line at debug).
-        let e = p.parse_line(br#"{"@level":"WARN ","@message":"m","@timestamp":"2026-01-02T15:04:05Z"}"#);
+        let e = p.parse_line(
+            br#"{"@level":"WARN ","@message":"m","@timestamp":"2026-01-02T15:04:05Z"}"#,
+        );
         assert_eq!(e.level, Level::Warn);
     }
 
@@ -349,7 +354,14 @@ mod tests {
     #[test]
     fn text_prefixes_and_crash_mode() {
         assert_eq!(
-            parse(&["[WARN] careful", "plain", "panic: boom", "", "goroutine 1 [running]:", "[INFO] still tagged"]),
+            parse(&[
+                "[WARN] careful",
+                "plain",
+                "panic: boom",
+                "",
+                "goroutine 1 [running]:",
+                "[INFO] still tagged"
+            ]),
             vec![
                 (Level::Warn, "[WARN] careful".into()),
                 (Level::Debug, "plain".into()),
@@ -359,9 +371,16 @@ mod tests {
                 (Level::Info, "[INFO] still tagged".into()),
             ]
         );
-        let rust = parse(&["thread 'main' panicked at src/main.rs:3:5:", "boom", "note: run with RUST_BACKTRACE=1"]);
+        let rust = parse(&[
+            "thread 'main' panicked at src/main.rs:3:5:",
+            "boom",
+            "note: run with RUST_BACKTRACE=1",
+        ]);
         assert!(rust.iter().all(|(l, _)| *l == Level::Error), "{rust:?}");
-        assert_eq!(parse(&["fatal error: all goroutines are asleep"])[0].0, Level::Error);
+        assert_eq!(
+            parse(&["fatal error: all goroutines are asleep"])[0].0,
+            Level::Error
+        );
     }
 
     #[tokio::test]
@@ -381,10 +400,22 @@ mod tests {
         let input = format!("first\n{long}\n\u{fffd}last");
         let sink = Shared::default();
         let tail = Tail::default();
-        bridge(input.as_bytes(), "p".into(), tail.clone(), Some(Box::new(sink.clone()))).await;
+        bridge(
+            input.as_bytes(),
+            "p".into(),
+            tail.clone(),
+            Some(Box::new(sink.clone())),
+        )
+        .await;
         let copied = sink.0.lock().expect("lock").clone();
-        assert_eq!(copied, format!("first\n{long}\n\u{fffd}last\n").into_bytes());
+        assert_eq!(
+            copied,
+            format!("first\n{long}\n\u{fffd}last\n").into_bytes()
+        );
         let rendered = tail.render();
-        assert!(rendered.contains("first") && rendered.contains("last"), "{rendered}");
+        assert!(
+            rendered.contains("first") && rendered.contains("last"),
+            "{rendered}"
+        );
     }
 }

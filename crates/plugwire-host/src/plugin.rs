@@ -5,6 +5,7 @@ use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
+use plugwire_protocol::Protocol;
 use plugwire_protocol::env::HostEnv;
 use plugwire_protocol::handshake::{HandshakeLine, HostExpectations, MAX_HANDSHAKE_LINE};
 use plugwire_protocol::pb::grpc_broker_client::GrpcBrokerClient;
@@ -12,7 +13,6 @@ use plugwire_protocol::pb::grpc_controller_client::GrpcControllerClient;
 use plugwire_protocol::pb::grpc_stdio_client::GrpcStdioClient;
 use plugwire_protocol::pb::{ConnInfo, Empty};
 use plugwire_protocol::transport::{self, Address};
-use plugwire_protocol::Protocol;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -48,6 +48,7 @@ pub struct KillReport {
 #[derive(Debug)]
 pub struct Plugin {
     name: String,
+    socket_dirs: Vec<std::path::PathBuf>,
     version: u32,
     plugins: BTreeSet<String>,
     address: Address,
@@ -68,7 +69,13 @@ impl Plugin {
         let name = std::mem::take(&mut config.name);
         let versions: Vec<u32> = config.versions.keys().copied().collect();
         let command = build_command(&mut config, &versions);
-        tracing::debug!(plugin = %name, command = ?command.as_std(), "starting plugin");
+        // Program and arguments only: the environment can hold secrets.
+        tracing::debug!(
+            plugin = %name,
+            path = ?command.as_std().get_program(),
+            args = ?command.as_std().get_args().collect::<Vec<_>>(),
+            "starting plugin"
+        );
         let (process, stdout, stderr) = Process::spawn(command).map_err(|e| {
             Error::with_source(
                 ErrorKind::Spawn,
@@ -92,8 +99,12 @@ impl Plugin {
         let (line_tx, line_rx) = oneshot::channel();
         let stdout_task = tokio::spawn(read_stdout(stdout, line_tx, name.clone()));
 
+        let mut socket_dirs = vec![std::env::temp_dir()];
+        socket_dirs.extend(config.unix_socket_dir.clone());
         let started = Started {
             name,
+            socket_dirs,
+            advertised: None,
             process,
             tail,
             stderr_task: Some(stderr_task),
@@ -193,8 +204,13 @@ impl Plugin {
             let mut controller = GrpcControllerClient::new(self.channel.clone());
             // The plugin may stop serving before answering (Go plugins do): the result is
             // irrelevant, only the exit counts.
-            let _ = tokio::time::timeout(GRACEFUL_EXIT_TIMEOUT, controller.shutdown(Empty {})).await;
-            graceful = self.process.wait_timeout(GRACEFUL_EXIT_TIMEOUT).await.is_some();
+            let _ =
+                tokio::time::timeout(GRACEFUL_EXIT_TIMEOUT, controller.shutdown(Empty {})).await;
+            graceful = self
+                .process
+                .wait_timeout(GRACEFUL_EXIT_TIMEOUT)
+                .await
+                .is_some();
             if !graceful {
                 tracing::warn!(plugin = %self.name, "plugin failed to exit gracefully");
                 self.process.kill().await;
@@ -206,6 +222,7 @@ impl Plugin {
             &mut *self.stderr_done.lock().await,
             &self.background,
             Some(&self.address),
+            &self.socket_dirs,
         )
         .await;
         let report = KillReport { graceful, ..report };
@@ -226,6 +243,10 @@ impl Drop for Plugin {
 /// A started process whose handshake is not done yet.
 struct Started {
     name: String,
+    /// Directories in which a leftover plugin socket may be removed.
+    socket_dirs: Vec<std::path::PathBuf>,
+    /// The address of the handshake line, once read (even if refused).
+    advertised: Option<Address>,
     process: Arc<Process>,
     tail: Tail,
     stderr_task: Option<JoinHandle<()>>,
@@ -234,7 +255,7 @@ struct Started {
 
 impl Started {
     async fn handshake(
-        self,
+        mut self,
         config: PluginConfig,
         versions: &[u32],
         line_rx: oneshot::Receiver<StdoutLine>,
@@ -277,10 +298,15 @@ impl Started {
             allowed_protocols: &config.allowed_protocols,
             multiplex: false,
         };
+        // Remember where the plugin listens even if the line is refused, to clean up after it.
+        self.advertised = HandshakeLine::parse_bytes(&line)
+            .ok()
+            .map(|l| Address::new(l.network, &l.address));
         let line = match expect.accept_bytes(&line) {
             Ok(line) => line,
             Err(e) => {
-                let unrecognized = matches!(e, plugwire_protocol::HandshakeError::Unrecognized { .. });
+                let unrecognized =
+                    matches!(e, plugwire_protocol::HandshakeError::Unrecognized { .. });
                 let mut message = String::from("the plugin's handshake was refused");
                 if unrecognized {
                     message.push_str(
@@ -327,10 +353,14 @@ impl Started {
                 broker_close.clone(),
             )),
         ];
-        let plugins = config.versions.remove(&line.app_version).unwrap_or_default();
+        let plugins = config
+            .versions
+            .remove(&line.app_version)
+            .unwrap_or_default();
         // The stdout reader keeps draining on its own until EOF.
         Plugin {
             name: std::mem::take(&mut self.name),
+            socket_dirs: std::mem::take(&mut self.socket_dirs),
             version: line.app_version,
             plugins,
             address,
@@ -381,12 +411,21 @@ impl Started {
     }
 
     /// Kills and reaps the process, then returns `error` with the stderr tail when useful.
-    async fn fail(mut self, error: Error) -> Error {
+    async fn fail(mut self, mut error: Error) -> Error {
         if !self.process.exited().is_cancelled() {
             self.process.kill().await;
         }
         self.stdout_task.abort();
-        finish(&self.name, &self.process, &mut self.stderr_task, &[], None).await;
+        let report = finish(
+            &self.name,
+            &self.process,
+            &mut self.stderr_task,
+            &[],
+            self.advertised.as_ref(),
+            &self.socket_dirs,
+        )
+        .await;
+        error.set_exit_status(report.status);
         error
     }
 }
@@ -427,7 +466,10 @@ fn build_command(config: &mut PluginConfig, versions: &[u32]) -> tokio::process:
         multiplex: false,
         client_cert_pem: None,
         unix_socket_group: config.unix_socket_group.as_deref(),
-        unix_socket_dir: config.unix_socket_dir.as_deref().map(std::path::Path::as_os_str),
+        unix_socket_dir: config
+            .unix_socket_dir
+            .as_deref()
+            .map(std::path::Path::as_os_str),
     }
     .vars();
     command.envs(vars);
@@ -497,6 +539,7 @@ async fn finish(
     stderr_task: &mut Option<JoinHandle<()>>,
     background: &[JoinHandle<()>],
     address: Option<&Address>,
+    socket_dirs: &[std::path::PathBuf],
 ) -> KillReport {
     let status = process.wait_timeout(process::REAP_TIMEOUT).await;
     for task in background {
@@ -520,7 +563,7 @@ async fn finish(
         ),
     }
     if let (Some(Address::Unix(path)), Some(_)) = (address, status) {
-        remove_stale_socket(path);
+        remove_stale_socket(path, socket_dirs);
     }
     KillReport {
         graceful: false,
@@ -541,13 +584,29 @@ async fn drain_stderr(task: &mut Option<JoinHandle<()>>, timeout: Duration) -> b
     }
 }
 
-/// A plugin killed before it could clean up leaves its socket file: remove it if it is a socket.
-fn remove_stale_socket(path: &std::path::Path) {
+/// A plugin killed before it could clean up leaves its socket file behind. Remove it, but only
+/// if it looks like one go-plugin makes (`plugin*` in a directory plugins use, and a socket): the
+/// path comes from the plugin, which must not be able to make the host delete other files.
+fn remove_stale_socket(path: &std::path::Path, dirs: &[std::path::PathBuf]) {
     use std::os::unix::fs::FileTypeExt;
-    if let Ok(meta) = std::fs::symlink_metadata(path)
-        && meta.file_type().is_socket()
+    let in_plugin_dir = path
+        .parent()
+        .is_some_and(|parent| dirs.iter().any(|d| d == parent));
+    let named_like_plugin = path
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("plugin"));
+    if in_plugin_dir
+        && named_like_plugin
+        && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
     {
-        let _ = std::fs::remove_file(path);
+        match std::fs::remove_file(path) {
+            Ok(()) => {
+                tracing::debug!(path = %path.display(), "removed the socket the plugin left behind")
+            }
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "could not remove the plugin's socket")
+            }
+        }
     }
 }
 
@@ -577,7 +636,8 @@ async fn run_broker_stream(channel: Channel, close: CancellationToken) {
 
 /// Opens `plugin.GRPCStdio/StreamStdio` and keeps draining it so the plugin never blocks.
 async fn run_stdio(channel: Channel, name: String, closing: CancellationToken) {
-    let mut client = GrpcStdioClient::new(channel).max_decoding_message_size(transport::MAX_MESSAGE_SIZE);
+    let mut client =
+        GrpcStdioClient::new(channel).max_decoding_message_size(transport::MAX_MESSAGE_SIZE);
     let mut stream = match client.stream_stdio(()).await {
         Ok(response) => response.into_inner(),
         // Killed while the stream was opening: nothing to report.
@@ -600,30 +660,55 @@ mod tests {
     #[test]
     fn environment_follows_go_plugin_precedence() {
         let mut command = std::process::Command::new("/bin/true");
-        command.env("PLUGWIRE_TEST_OWN", "mine").env("PLUGIN_PROTOCOL_VERSIONS", "99");
-        let mut config = PluginConfig::builder(plugwire_protocol::MagicCookie::new("K", "V"), command)
-            .plugins(1, ["a"])
-            .plugins(3, ["b"])
-            .skip_host_env(true)
-            .build();
+        command
+            .env("PLUGWIRE_TEST_OWN", "mine")
+            .env("PLUGIN_PROTOCOL_VERSIONS", "99");
+        let mut config =
+            PluginConfig::builder(plugwire_protocol::MagicCookie::new("K", "V"), command)
+                .plugins(1, ["a"])
+                .plugins(3, ["b"])
+                .skip_host_env(true)
+                .build();
         let command = build_command(&mut config, &[1, 3]);
         let envs: Vec<_> = command
             .as_std()
             .get_envs()
-            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.map(|v| v.to_string_lossy().into_owned())))
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.map(|v| v.to_string_lossy().into_owned()),
+                )
+            })
             .collect();
-        let get = |name: &str| envs.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.clone());
+        let get = |name: &str| {
+            envs.iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| v.clone())
+        };
         assert_eq!(get("PLUGWIRE_TEST_OWN").as_deref(), Some("mine"));
-        assert_eq!(get("PLUGIN_PROTOCOL_VERSIONS").as_deref(), Some("1,3"), "go-plugin's variables win");
+        assert_eq!(
+            get("PLUGIN_PROTOCOL_VERSIONS").as_deref(),
+            Some("1,3"),
+            "go-plugin's variables win"
+        );
         assert_eq!(get("K").as_deref(), Some("V"));
         assert_eq!(get("PLUGIN_MIN_PORT").as_deref(), Some("10000"));
-        assert!(get("PATH").is_none(), "skip_host_env leaves the host's environment out");
+        assert!(
+            get("PATH").is_none(),
+            "skip_host_env leaves the host's environment out"
+        );
     }
 
     #[test]
     fn network_field_round_trip() {
         let line = HandshakeLine::parse("1|1|tcp|:1234|grpc|").expect("valid");
-        assert_eq!(Address::new(line.network, &line.address), Address::Tcp("127.0.0.1:1234".into()));
-        assert_eq!(Address::new(Network::Unix, "/tmp/x").network(), Network::Unix);
+        assert_eq!(
+            Address::new(line.network, &line.address),
+            Address::Tcp("127.0.0.1:1234".into())
+        );
+        assert_eq!(
+            Address::new(Network::Unix, "/tmp/x").network(),
+            Network::Unix
+        );
     }
 }

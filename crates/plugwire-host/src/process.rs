@@ -37,7 +37,9 @@ impl Process {
             (Some(out), Some(err)) => (out, err),
             _ => {
                 let _ = child.start_kill();
-                return Err(std::io::Error::other("the plugin's stdout/stderr pipes are missing"));
+                return Err(std::io::Error::other(
+                    "the plugin's stdout/stderr pipes are missing",
+                ));
             }
         };
         let pid = child.id();

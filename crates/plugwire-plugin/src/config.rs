@@ -32,11 +32,8 @@ impl PluginSet {
     /// the same name to serve several services under one plugin.
     pub fn add<S>(mut self, name: impl Into<String>, service: S) -> Self
     where
-        S: tower::Service<
-                http::Request<Body>,
-                Response = http::Response<Body>,
-                Error = Infallible,
-            > + NamedService
+        S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
             + Clone
             + Send
             + Sync
@@ -72,7 +69,11 @@ impl PluginSet {
 impl fmt::Debug for PluginSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
-            .entries(self.plugins.iter().map(|(name, services, _)| (name, services)))
+            .entries(
+                self.plugins
+                    .iter()
+                    .map(|(name, services, _)| (name, services)),
+            )
             .finish()
     }
 }

@@ -3,6 +3,7 @@
 use std::io::{self, Write as _};
 use std::time::Duration;
 
+use plugwire_protocol::PluginEnv;
 use plugwire_protocol::env::{EnvError, negotiate_version};
 use plugwire_protocol::handshake::{HandshakeLine, Protocol};
 use plugwire_protocol::pb::grpc_broker_server::GrpcBrokerServer;
@@ -10,7 +11,6 @@ use plugwire_protocol::pb::grpc_controller_server::GrpcControllerServer;
 use plugwire_protocol::pb::grpc_stdio_server::GrpcStdioServer;
 use plugwire_protocol::tls::{Identity, PinnedPeer, TlsConfigs, TlsError};
 use plugwire_protocol::transport::{self, Listener};
-use plugwire_protocol::PluginEnv;
 use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
 
@@ -155,8 +155,7 @@ fn auto_mtls(
 
 async fn health(
     shutdown: &CancellationToken,
-) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>
-{
+) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health> {
     let (reporter, service) = tonic_health::server::health_reporter();
     reporter
         .set_service_status("plugin", tonic_health::ServingStatus::Serving)

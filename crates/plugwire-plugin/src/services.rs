@@ -14,11 +14,13 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 
 /// A stream that yields nothing and ends when `shutdown` fires (or the caller goes away).
 fn hold_open<T: Send + 'static>(shutdown: CancellationToken) -> BoxStream<T> {
-    Box::pin(futures_util::stream::once(async move {
-        shutdown.cancelled_owned().await;
-        None
-    })
-    .filter_map(futures_util::future::ready))
+    Box::pin(
+        futures_util::stream::once(async move {
+            shutdown.cancelled_owned().await;
+            None
+        })
+        .filter_map(futures_util::future::ready),
+    )
 }
 
 use futures_util::StreamExt as _;

@@ -406,10 +406,7 @@ fn parse(line: &str, host: Option<&HostExpectations<'_>>) -> Result<HandshakeLin
     };
 
     let multiplex_field = parts.get(6).copied();
-    let multiplex = match multiplex_field {
-        None => None,
-        Some(field) => Some(parse_go_bool(field)),
-    };
+    let multiplex = multiplex_field.map(parse_go_bool);
     if host.is_some_and(|h| h.multiplex) && protocol == Protocol::Grpc {
         match multiplex {
             None => return Err(HandshakeError::MultiplexNotAnswered),
@@ -609,7 +606,8 @@ mod tests {
     fn malformed_lines_give_specific_errors() {
         use HandshakeError as E;
         let long = "x".repeat(70_000);
-        let cases: Vec<(&str, fn(&HandshakeError) -> bool)> = vec![
+        type Check = fn(&HandshakeError) -> bool;
+        let cases: Vec<(&str, Check)> = vec![
             ("", |e| matches!(e, E::Unrecognized { .. })),
             ("garbage", |e| matches!(e, E::Unrecognized { .. })),
             ("1|1|unix", |e| matches!(e, E::Unrecognized { .. })),

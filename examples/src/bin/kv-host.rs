@@ -50,7 +50,11 @@ async fn call(plugin: &Plugin, args: &[String]) -> anyhow::Result<()> {
     })?;
     match args {
         [op, key] if op == "get" => {
-            let value = kv.get(GetRequest { key: key.clone() }).await?.into_inner().value;
+            let value = kv
+                .get(GetRequest { key: key.clone() })
+                .await?
+                .into_inner()
+                .value;
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(&value)?;
             stdout.write_all(b"\n")?;

@@ -1,0 +1,59 @@
+# plugwire: the human entry points. `make demo` and `make test` work on a fresh machine with Rust
+# and Go; everything else they need comes from crates.io and the Go module proxy.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+GO ?= go
+
+# go-fixtures/go.mod decides the Go version; an older local Go fetches the right one.
+export GOTOOLCHAIN ?= auto
+export GOFLAGS ?= -mod=readonly
+
+GO_FIXTURES := $(CURDIR)/target/go-fixtures
+export PLUGWIRE_GO_FIXTURES := $(GO_FIXTURES)
+export PLUGWIRE_EXAMPLES_DIR := $(CURDIR)/target/release
+
+GO_PLUGIN := github.com/hashicorp/go-plugin
+
+.PHONY: all build go-fixtures demo test check fmt-check clippy codegen codegen-check unit interop bench fuzz clean
+
+all: build
+
+## build: the example programs (kv-host, kv-plugin, ...) into target/release/
+build:
+	$(CARGO) build --release -p plugwire-examples
+
+## go-fixtures: the Go fixture host and plugin, and go-plugin v1.8.0's own examples, from source
+go-fixtures:
+	@command -v $(GO) >/dev/null || { echo "Go is required to build the Go fixtures (https://go.dev/dl/)"; exit 1; }
+	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/fixture-host ./cmd/fixture-host
+	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/fixture-plugin ./cmd/fixture-plugin
+	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/kv-go-host $(GO_PLUGIN)/examples/grpc
+	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/kv-go-plugin $(GO_PLUGIN)/examples/grpc/plugin-go-grpc
+	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/counter-go-host $(GO_PLUGIN)/examples/bidirectional
+	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/counter-go-plugin $(GO_PLUGIN)/examples/bidirectional/plugin-go-grpc
+
+## demo: a Rust host with a Go plugin, and a Go host with a Rust plugin
+demo: build go-fixtures
+	@scripts/demo.sh
+
+## test: everything CI runs: formatting, lints, codegen freshness, unit tests, the interop matrix
+test: fmt-check clippy codegen-check go-fixtures build
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
+
+fmt-check:
+	$(CARGO) fmt --all --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## codegen: regenerate the checked-in protobuf/gRPC code (no protoc needed)
+codegen:
+	$(CARGO) run -q -p plugwire-codegen
+
+codegen-check:
+	$(CARGO) run -q -p plugwire-codegen -- --check
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,166 @@
+// Command fixture-plugin is the Go side of plugwire's interop matrix: a go-plugin v1.8.0 plugin
+// whose behaviour is chosen by its first argument (the mode), with the same mode names as the
+// Rust fixture plugin.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/golang/protobuf/ptypes/empty"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	kvproto "github.com/hashicorp/go-plugin/examples/grpc/proto"
+	grpctest "github.com/hashicorp/go-plugin/test/grpc"
+	"google.golang.org/grpc"
+
+	"github.com/plugwire/plugwire/go-fixtures/internal/fixture"
+)
+
+func main() {
+	mode := "serve"
+	if len(os.Args) > 1 {
+		mode = os.Args[1]
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: os.Stderr, JSONFormat: true})
+	kv := &kvServer{values: map[string][]byte{}}
+	set := func() plugin.PluginSet {
+		return plugin.PluginSet{fixture.PluginName: &fixture.Plugin{Make: func(b *plugin.GRPCBroker) fixture.Servers {
+			return fixture.Servers{Test: &testServer{broker: b, logger: logger}, KV: kv}
+		}}}
+	}
+	config := &plugin.ServeConfig{
+		HandshakeConfig: fixture.Handshake,
+		GRPCServer:      plugin.DefaultGRPCServer,
+		Logger:          logger,
+	}
+	switch mode {
+	case "serve", "crash":
+		config.VersionedPlugins = map[int]plugin.PluginSet{1: set()}
+	case "versioned":
+		config.VersionedPlugins = map[int]plugin.PluginSet{2: set(), 3: set(), 5: set()}
+	case "mismatch":
+		config.VersionedPlugins = map[int]plugin.PluginSet{2: set()}
+	case "stdin":
+		data, err := io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "reading stdin: %v\n", err)
+			os.Exit(2)
+		}
+		kv.values["stdin"] = data
+		config.VersionedPlugins = map[int]plugin.PluginSet{1: set()}
+	case "never":
+		// Never print a handshake line; the host's start timeout must fire.
+		time.Sleep(time.Minute)
+		os.Exit(3)
+	default:
+		fmt.Fprintf(os.Stderr, "fixture-plugin: unknown mode %q\n", mode)
+		os.Exit(2)
+	}
+	plugin.Serve(config)
+}
+
+type kvServer struct {
+	kvproto.UnimplementedKVServer
+	mu     sync.Mutex
+	values map[string][]byte
+}
+
+func (s *kvServer) Get(_ context.Context, req *kvproto.GetRequest) (*kvproto.GetResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.values[req.Key]
+	if !ok {
+		return nil, fmt.Errorf("no value for key %q", req.Key)
+	}
+	return &kvproto.GetResponse{Value: v}, nil
+}
+
+func (s *kvServer) Put(_ context.Context, req *kvproto.PutRequest) (*kvproto.Empty, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.values[req.Key] = req.Value
+	return &kvproto.Empty{}, nil
+}
+
+type testServer struct {
+	grpctest.UnimplementedTestServer
+	broker *plugin.GRPCBroker
+	logger hclog.Logger
+}
+
+func (s *testServer) Double(_ context.Context, req *grpctest.TestRequest) (*grpctest.TestResponse, error) {
+	return &grpctest.TestResponse{Output: req.Input * 2}, nil
+}
+
+func (s *testServer) PrintKV(_ context.Context, req *grpctest.PrintKVRequest) (*grpctest.PrintKVResponse, error) {
+	var v interface{}
+	switch rv := req.Value.(type) {
+	case *grpctest.PrintKVRequest_ValueString:
+		v = rv.ValueString
+	case *grpctest.PrintKVRequest_ValueInt:
+		v = rv.ValueInt
+	default:
+		return nil, errors.New("PrintKV: no value")
+	}
+	s.logger.Info("PrintKV called", req.Key, v)
+	return &grpctest.PrintKVResponse{}, nil
+}
+
+// Bidirectional is go-plugin's own broker test: dial the host's PingPong, then serve ours.
+func (s *testServer) Bidirectional(ctx context.Context, req *grpctest.BidirectionalRequest) (*grpctest.BidirectionalResponse, error) {
+	conn, err := s.broker.Dial(req.Id)
+	if err != nil {
+		return nil, fmt.Errorf("server dial error: %w", err)
+	}
+	defer conn.Close()
+	resp, err := grpctest.NewPingPongClient(conn).Ping(ctx, &grpctest.PingRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("server Ping() error: %w", err)
+	}
+	if resp.Msg != "pong" {
+		return nil, errors.New("server Bad PingPong")
+	}
+	next := s.broker.NextId()
+	go s.broker.AcceptAndServe(next, func(opts []grpc.ServerOption) *grpc.Server {
+		srv := grpc.NewServer(opts...)
+		grpctest.RegisterPingPongServer(srv, fixture.PingPong{})
+		return srv
+	})
+	return &grpctest.BidirectionalResponse{Id: next}, nil
+}
+
+func (s *testServer) Stream(stream grpctest.Test_StreamServer) error {
+	for {
+		req, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(&grpctest.TestResponse{Output: req.Input}); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *testServer) PrintStdio(_ context.Context, req *grpctest.PrintStdioRequest) (*empty.Empty, error) {
+	if len(req.Stdout) > 0 {
+		_, _ = os.Stdout.Write(req.Stdout)
+	}
+	if len(req.Stderr) > 0 {
+		_, _ = os.Stderr.Write(req.Stderr)
+	}
+	return &empty.Empty{}, nil
+}
+
+// Panic crashes the whole process, as a panic in a Go gRPC handler does.
+func (s *testServer) Panic(_ context.Context, req *grpctest.PanicRequest) (*empty.Empty, error) {
+	panic(req.Message)
+}

@@ -1,0 +1,276 @@
+//! The Rust side of the interop matrix: a plugwire host that runs one named scenario against the
+//! plugin given by `-plugin` and prints what it observed as `key=<json>` lines on stdout, exactly
+//! like the Go fixture host. Exit status 0: the scenario ran to the end; 1: the fixture itself
+//! could not run it.
+
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use plugwire_examples::pb::kv::kv_client::KvClient;
+use plugwire_examples::pb::kv::{GetRequest, PutRequest};
+use plugwire_host::{Channel, Error, MagicCookie, Plugin, PluginConfig};
+use plugwire_interop::pb::test_client::TestClient;
+use plugwire_interop::pb::{PanicRequest, TestRequest};
+use plugwire_interop::{PLUGIN_NAME, report};
+
+struct Options {
+    plugin: String,
+    mode: String,
+    scenario: String,
+}
+
+fn parse_args() -> anyhow::Result<Options> {
+    let mut options = Options {
+        plugin: String::new(),
+        mode: "serve".into(),
+        scenario: String::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
+        match flag.trim_start_matches('-') {
+            "plugin" => options.plugin = value,
+            "mode" => options.mode = value,
+            "scenario" => options.scenario = value,
+            other => bail!("unknown flag -{other}"),
+        }
+    }
+    if options.plugin.is_empty() || options.scenario.is_empty() {
+        bail!("usage: plugwire-fixture-host -plugin PATH [-mode MODE] -scenario NAME");
+    }
+    Ok(options)
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        self.0
+            .lock()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+struct Launch<'a> {
+    options: &'a Options,
+    versions: &'a [u32],
+    cookie: MagicCookie,
+    start_timeout: Option<Duration>,
+    stderr: Captured,
+}
+
+impl<'a> Launch<'a> {
+    fn new(options: &'a Options) -> Self {
+        Launch {
+            options,
+            versions: &[1],
+            cookie: plugwire_interop::cookie(),
+            start_timeout: None,
+            stderr: Captured::default(),
+        }
+    }
+
+    async fn start(&self) -> Result<Plugin, Error> {
+        let mut command = std::process::Command::new(&self.options.plugin);
+        command.arg(&self.options.mode);
+        let mut builder =
+            PluginConfig::builder(self.cookie.clone(), command).stderr(self.stderr.clone());
+        for &version in self.versions {
+            builder = builder.plugins(version, [PLUGIN_NAME]);
+        }
+        if let Some(timeout) = self.start_timeout {
+            builder = builder.start_timeout(timeout);
+        }
+        let plugin = Plugin::launch(builder.build()).await;
+        if let Ok(plugin) = &plugin {
+            report("version", plugin.version());
+        }
+        plugin
+    }
+
+    fn report_failure(&self, error: &Error) {
+        report("error", error.chain());
+        report("exited", error.exit_status().is_some());
+        if let Some(code) = error.exit_status().and_then(|s| s.code()) {
+            report("exit_status", code);
+        }
+        report("stderr", self.stderr.text());
+    }
+}
+
+fn clients(plugin: &Plugin) -> anyhow::Result<(TestClient<Channel>, KvClient<Channel>)> {
+    Ok((
+        plugin.dispense(PLUGIN_NAME, TestClient::new)?,
+        plugin.dispense(PLUGIN_NAME, KvClient::new)?,
+    ))
+}
+
+async fn kill(plugin: &Plugin) {
+    let outcome = plugin.kill().await;
+    report("graceful", outcome.graceful);
+    report("exit_ok", outcome.status.is_some_and(|s| s.success()));
+    report("exited", plugin.exited());
+}
+
+fn status_text<T>(result: Result<T, impl std::fmt::Display>) -> String {
+    match result {
+        Ok(_) => "ok".into(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+async fn run(options: &Options) -> anyhow::Result<()> {
+    let mut launch = Launch::new(options);
+    match options.scenario.as_str() {
+        "kv" => {
+            let plugin = launch.start().await?;
+            let (mut test, mut kv) = clients(&plugin)?;
+            kv.put(PutRequest {
+                key: "hello".into(),
+                value: b"world".to_vec(),
+            })
+            .await?;
+            let got = kv
+                .get(GetRequest {
+                    key: "hello".into(),
+                })
+                .await?
+                .into_inner();
+            report("get", String::from_utf8_lossy(&got.value));
+            let doubled = test.double(TestRequest { input: 21 }).await?.into_inner();
+            report("double", doubled.output);
+            let requests = tokio_stream::iter((21..26).map(|input| TestRequest { input }));
+            let mut responses = test.stream(requests).await?.into_inner();
+            let mut echoed = Vec::new();
+            while let Some(response) = responses.message().await? {
+                echoed.push(response.output);
+            }
+            report("stream", echoed);
+            kill(&plugin).await;
+        }
+        "negotiate" => {
+            launch.versions = &[1, 3, 4];
+            let plugin = launch.start().await?;
+            let (mut test, _) = clients(&plugin)?;
+            report(
+                "double",
+                test.double(TestRequest { input: 4 })
+                    .await?
+                    .into_inner()
+                    .output,
+            );
+            kill(&plugin).await;
+        }
+        "start" | "mismatch" | "cookie-wrong" | "cookie-missing" | "start-timeout" => {
+            match options.scenario.as_str() {
+                "cookie-wrong" => launch.cookie = MagicCookie::new("TEST_MAGIC_COOKIE", "wrong"),
+                "cookie-missing" => {
+                    launch.cookie = MagicCookie::new("PLUGWIRE_OTHER_COOKIE", "test")
+                }
+                "start-timeout" => launch.start_timeout = Some(Duration::from_millis(500)),
+                _ => {}
+            }
+            let start = Instant::now();
+            match launch.start().await {
+                Ok(plugin) => {
+                    report("error", serde_json::Value::Null);
+                    kill(&plugin).await;
+                }
+                Err(e) => {
+                    report("elapsed_ms", start.elapsed().as_millis() as u64);
+                    launch.report_failure(&e);
+                }
+            }
+        }
+        "ping" => {
+            let plugin = launch.start().await?;
+            report("ping", status_text(plugin.ping().await));
+            kill(&plugin).await;
+            report("ping_after_kill", status_text(plugin.ping().await));
+        }
+        "crash" => {
+            let plugin = launch.start().await?;
+            let (mut test, _) = clients(&plugin)?;
+            let start = Instant::now();
+            let call = test
+                .panic(PanicRequest {
+                    message: "fixture crash".into(),
+                })
+                .await;
+            report("call", status_text(call));
+            let exited = tokio::time::timeout(Duration::from_secs(10), plugin.wait()).await;
+            report("exit_observed", exited.is_ok());
+            report("elapsed_ms", start.elapsed().as_millis() as u64);
+            plugin.kill().await;
+            report("exited", plugin.exited());
+        }
+        "stdin" => {
+            let plugin = launch.start().await?;
+            let (_, mut kv) = clients(&plugin)?;
+            let got = kv
+                .get(GetRequest {
+                    key: "stdin".into(),
+                })
+                .await?
+                .into_inner();
+            report("stdin", String::from_utf8_lossy(&got.value));
+            kill(&plugin).await;
+        }
+        "tcp" => {
+            let plugin = launch.start().await?;
+            report("network", plugin.address().network().as_str());
+            let (mut test, _) = clients(&plugin)?;
+            report(
+                "double",
+                test.double(TestRequest { input: 21 })
+                    .await?
+                    .into_inner()
+                    .output,
+            );
+            kill(&plugin).await;
+        }
+        other => bail!("unknown scenario {other:?}"),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PLUGWIRE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("debug")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let result = parse_args().and_then(|options| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(run(&options))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("plugwire-fixture-host: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The Rust side of the interop matrix: a plugwire plugin whose behaviour is chosen by its first
+//! argument (the mode), with the same mode names as the Go fixture plugin.
+
+use std::collections::HashMap;
+use std::io::{Read as _, Write as _};
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt as _};
+use plugwire_examples::pb::kv::kv_server::{Kv, KvServer};
+use plugwire_examples::pb::kv::{self, GetRequest, GetResponse, PutRequest};
+use plugwire_interop::pb::test_server::{Test, TestServer};
+use plugwire_interop::pb::{
+    BidirectionalRequest, BidirectionalResponse, PanicRequest, PrintKvRequest, PrintKvResponse,
+    PrintStdioRequest, TestRequest, TestResponse, print_kv_request,
+};
+use plugwire_plugin::{PluginSet, ServeConfig, Transport, serve};
+use tonic::{Request, Response, Status, Streaming};
+
+/// The longest a misbehaving mode lingers; the host kills it long before.
+const LINGER: Duration = Duration::from_secs(60);
+
+fn main() -> ExitCode {
+    let mode = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
+    let mut stdout = std::io::stdout().lock();
+    let misbehave = |out: &mut std::io::StdoutLock<'_>, bytes: &[u8]| {
+        let _ = out.write_all(bytes);
+        let _ = out.flush();
+        std::thread::sleep(LINGER);
+        ExitCode::from(3)
+    };
+    match mode.as_str() {
+        "never" => return misbehave(&mut stdout, b""),
+        "print-line" => {
+            let line = std::env::var("FIXTURE_LINE").unwrap_or_default();
+            return misbehave(&mut stdout, format!("{line}\n").as_bytes());
+        }
+        "garbage" => return misbehave(&mut stdout, b"hello from a program that is not a plugin\n"),
+        "long-line" => return misbehave(&mut stdout, &vec![b'x'; 70 * 1024]),
+        "non-utf8" => return misbehave(&mut stdout, b"1|1|unix|/tmp/plugin\xff\xfe|grpc|\n"),
+        "exit-early" => {
+            eprintln!("fixture-plugin: exiting early on purpose");
+            return ExitCode::from(3);
+        }
+        _ => {}
+    }
+    drop(stdout);
+
+    let kv = Arc::new(MemoryKv::default());
+    let mut versions: &[u32] = &[1];
+    let mut transport = Transport::Unix;
+    match mode.as_str() {
+        "serve" | "crash" => {}
+        "versioned" => versions = &[2, 3, 5],
+        "mismatch" => versions = &[2],
+        "tcp" => transport = Transport::Tcp,
+        "stdin" => {
+            let mut data = Vec::new();
+            if let Err(e) = std::io::stdin().take(1 << 20).read_to_end(&mut data) {
+                eprintln!("reading stdin: {e}");
+                return ExitCode::from(2);
+            }
+            kv.insert("stdin", data);
+        }
+        other => {
+            eprintln!("fixture-plugin: unknown mode {other:?}");
+            return ExitCode::from(2);
+        }
+    }
+    // A panic in a handler takes the whole process down, as in a Go plugin.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
+
+    let mut builder = ServeConfig::builder(plugwire_interop::cookie())
+        .transport(transport)
+        .reflection_descriptors(plugwire_interop::pb::FILE_DESCRIPTOR_SET)
+        .reflection_descriptors(kv::FILE_DESCRIPTOR_SET);
+    for &version in versions {
+        let set = PluginSet::new()
+            .add(plugwire_interop::PLUGIN_NAME, TestServer::new(TestImpl))
+            .add(
+                plugwire_interop::PLUGIN_NAME,
+                KvServer::from_arc(kv.clone()),
+            );
+        builder = builder.plugins(version, set);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fixture-plugin: no runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(serve(builder.build())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fixture-plugin: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Default)]
+struct MemoryKv(Mutex<HashMap<String, Vec<u8>>>);
+
+impl MemoryKv {
+    fn insert(&self, key: &str, value: Vec<u8>) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(key.to_owned(), value);
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Kv for MemoryKv {
+    async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        let key = request.into_inner().key;
+        let map = self.0.lock().map_err(|_| Status::internal("poisoned"))?;
+        let value = map
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| Status::unknown(format!("no value for key {key:?}")))?;
+        Ok(Response::new(GetResponse { value }))
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<kv::Empty>, Status> {
+        let PutRequest { key, value } = request.into_inner();
+        self.insert(&key, value);
+        Ok(Response::new(kv::Empty {}))
+    }
+}
+
+struct TestImpl;
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<TestResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Test for TestImpl {
+    async fn double(
+        &self,
+        request: Request<TestRequest>,
+    ) -> Result<Response<TestResponse>, Status> {
+        Ok(Response::new(TestResponse {
+            output: request.into_inner().input * 2,
+        }))
+    }
+
+    async fn print_kv(
+        &self,
+        request: Request<PrintKvRequest>,
+    ) -> Result<Response<PrintKvResponse>, Status> {
+        let request = request.into_inner();
+        match request.value {
+            Some(print_kv_request::Value::ValueString(v)) => {
+                tracing::info!(key = %request.key, value = %v, "PrintKV called");
+            }
+            Some(print_kv_request::Value::ValueInt(v)) => {
+                tracing::info!(key = %request.key, value = v, "PrintKV called");
+            }
+            None => return Err(Status::invalid_argument("PrintKV: no value")),
+        }
+        Ok(Response::new(PrintKvResponse {}))
+    }
+
+    async fn bidirectional(
+        &self,
+        _: Request<BidirectionalRequest>,
+    ) -> Result<Response<BidirectionalResponse>, Status> {
+        Err(Status::unimplemented(
+            "the broker is not served by this fixture yet",
+        ))
+    }
+
+    type StreamStream = ResponseStream;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<TestRequest>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let inbound = request.into_inner();
+        let echo = inbound.map(|item| item.map(|req| TestResponse { output: req.input }));
+        Ok(Response::new(Box::pin(echo)))
+    }
+
+    async fn print_stdio(
+        &self,
+        request: Request<PrintStdioRequest>,
+    ) -> Result<Response<()>, Status> {
+        let request = request.into_inner();
+        let _ = std::io::stdout().write_all(&request.stdout);
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().write_all(&request.stderr);
+        Ok(Response::new(()))
+    }
+
+    async fn panic(&self, request: Request<PanicRequest>) -> Result<Response<()>, Status> {
+        panic!("{}", request.into_inner().message);
+    }
+}

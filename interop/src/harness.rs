@@ -1,0 +1,375 @@
+//! Runs one cell: a host process given a plugin, bounded in time, in its own process group
+//! (so no plugin outlives it), with its observations parsed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+/// The implementation language of a fixture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lang {
+    /// go-plugin v1.8.0.
+    Go,
+    /// plugwire.
+    Rust,
+}
+
+impl fmt::Display for Lang {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Lang::Go => "go",
+            Lang::Rust => "rust",
+        })
+    }
+}
+
+/// Where the fixture executables are.
+#[derive(Clone, Debug)]
+pub struct Fixtures {
+    /// The Rust fixture host.
+    pub rust_host: PathBuf,
+    /// The Rust fixture plugin.
+    pub rust_plugin: PathBuf,
+    /// The directory `make go-fixtures` builds into.
+    pub go_dir: PathBuf,
+}
+
+impl Fixtures {
+    /// The fixtures, with the Go ones from `PLUGWIRE_GO_FIXTURES` or `target/go-fixtures`.
+    /// Panics with instructions when the Go fixtures are not built: a missing Go side is a
+    /// failure, never a skipped cell.
+    pub fn new(rust_host: &str, rust_plugin: &str) -> Self {
+        let go_dir = std::env::var_os("PLUGWIRE_GO_FIXTURES")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target/go-fixtures"));
+        let fixtures = Fixtures {
+            rust_host: rust_host.into(),
+            rust_plugin: rust_plugin.into(),
+            go_dir,
+        };
+        for name in ["fixture-host", "fixture-plugin"] {
+            let path = fixtures.go(name);
+            assert!(
+                path.exists(),
+                "the Go fixture {} is missing: run `make go-fixtures` (needs Go), or set \
+                 PLUGWIRE_GO_FIXTURES to the directory holding the Go fixture binaries",
+                path.display()
+            );
+        }
+        fixtures
+    }
+
+    /// A binary built by `make go-fixtures`.
+    pub fn go(&self, name: &str) -> PathBuf {
+        self.go_dir.join(name)
+    }
+
+    /// The fixture host of a language.
+    pub fn host(&self, lang: Lang) -> PathBuf {
+        match lang {
+            Lang::Go => self.go("fixture-host"),
+            Lang::Rust => self.rust_host.clone(),
+        }
+    }
+
+    /// The fixture plugin of a language.
+    pub fn plugin(&self, lang: Lang) -> PathBuf {
+        match lang {
+            Lang::Go => self.go("fixture-plugin"),
+            Lang::Rust => self.rust_plugin.clone(),
+        }
+    }
+}
+
+/// The workspace root (the interop crate's parent).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// The release binaries of the examples (`make build`), from `PLUGWIRE_EXAMPLES_DIR` or
+/// `target/release`.
+pub fn example_binary(name: &str) -> PathBuf {
+    let dir = std::env::var_os("PLUGWIRE_EXAMPLES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/release"));
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "the example {} is missing: run `make build` first",
+        path.display()
+    );
+    path
+}
+
+/// One process to run: a host command line.
+#[derive(Clone, Debug)]
+pub struct Run {
+    /// The executable.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+    /// Bytes fed to its stdin (which is then closed); `None` gives an empty stdin.
+    pub stdin: Option<Vec<u8>>,
+    /// The working directory.
+    pub dir: Option<PathBuf>,
+    /// The bound on the whole run.
+    pub timeout: Duration,
+}
+
+impl Run {
+    /// A fixture host running `scenario` against `plugin` in `mode`.
+    pub fn host(host: &Path, plugin: &Path, mode: &str, scenario: &str) -> Self {
+        Run {
+            program: host.to_path_buf(),
+            args: vec![
+                "-plugin".into(),
+                plugin.display().to_string(),
+                "-mode".into(),
+                mode.into(),
+                "-scenario".into(),
+                scenario.into(),
+            ],
+            env: Vec::new(),
+            stdin: None,
+            dir: None,
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// Any command.
+    pub fn command(program: impl Into<PathBuf>, args: &[&str]) -> Self {
+        Run {
+            program: program.into(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env: Vec::new(),
+            stdin: None,
+            dir: None,
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// Adds an environment variable.
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Runs it in its own process group with its own `TMPDIR` (where plugins put their
+    /// sockets); kills the whole group afterwards and reports what was left in `TMPDIR`.
+    pub async fn run(self) -> Outcome {
+        let started = Instant::now();
+        let tmp = tempfile::Builder::new()
+            .prefix("pw")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("no temp dir: {e}"));
+        let mut command = tokio::process::Command::new(&self.program);
+        command
+            .env("TMPDIR", tmp.path())
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(dir) = &self.dir {
+            command.current_dir(dir);
+        }
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(e) => panic!("could not run {}: {e}", self.program.display()),
+        };
+        let pgid = child.id().and_then(|id| i32::try_from(id).ok());
+        if let Some(mut stdin) = child.stdin.take() {
+            let data = self.stdin.clone().unwrap_or_default();
+            tokio::spawn(async move {
+                let _ = stdin.write_all(&data).await;
+            });
+        }
+        let output = tokio::time::timeout(self.timeout, child.wait_with_output()).await;
+        let elapsed = started.elapsed();
+        // Anything still in the group outlived its host.
+        let leaked = pgid.is_some_and(|g| killpg(Pid::from_raw(g), None).is_ok());
+        if let Some(g) = pgid {
+            let _ = killpg(Pid::from_raw(g), Signal::SIGKILL);
+        }
+        let leftovers = std::fs::read_dir(tmp.path())
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (status, stdout, stderr) = match output {
+            Ok(Ok(out)) => (
+                Some(out.status),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ),
+            Ok(Err(e)) => (None, String::new(), format!("<waiting failed: {e}>")),
+            Err(_) => (
+                None,
+                String::new(),
+                "<timed out; the process group was killed>".into(),
+            ),
+        };
+        Outcome {
+            run: self,
+            status,
+            observations: parse_observations(&stdout),
+            stdout,
+            stderr,
+            leaked,
+            leftovers,
+            elapsed,
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// What was run.
+    pub run: Run,
+    /// The exit status; `None` on timeout.
+    pub status: Option<ExitStatus>,
+    /// stdout.
+    pub stdout: String,
+    /// stderr.
+    pub stderr: String,
+    /// `key=<json>` lines of stdout.
+    pub observations: BTreeMap<String, Value>,
+    /// A process of the group was still alive after the host exited.
+    pub leaked: bool,
+    /// Files left in the run's `TMPDIR` (sockets plugins did not remove).
+    pub leftovers: Vec<String>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// An observation (`Null` when absent).
+    pub fn get(&self, key: &str) -> &Value {
+        self.observations.get(key).unwrap_or(&Value::Null)
+    }
+
+    /// An observation as text (`""` when absent or not a string).
+    pub fn text(&self, key: &str) -> &str {
+        self.get(key).as_str().unwrap_or("")
+    }
+
+    /// Whether the process exited 0.
+    pub fn success(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "command: {} {}",
+            self.run.program.display(),
+            self.run.args.join(" ")
+        )?;
+        writeln!(
+            f,
+            "status: {:?} after {:?}; leaked: {}; left in TMPDIR: {:?}",
+            self.status, self.elapsed, self.leaked, self.leftovers
+        )?;
+        writeln!(f, "--- stdout\n{}", self.stdout)?;
+        writeln!(f, "--- stderr\n{}", self.stderr)
+    }
+}
+
+fn parse_observations(stdout: &str) -> BTreeMap<String, Value> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
+            Some((key.to_owned(), value))
+        })
+        .collect()
+}
+
+/// Checks a cell against `interop/known-failures.txt`: an unexpected failure panics with the
+/// outcome; a listed cell that now passes panics too, so its entry gets removed.
+pub fn verdict(cell: &str, outcome: &Outcome, result: Result<(), String>) {
+    let known = known_failures();
+    match (result, known.get(cell)) {
+        (Ok(()), None) => {}
+        (Err(reason), Some(why)) => {
+            println!("known failure {cell}: {why} (this run: {reason})");
+        }
+        (Ok(()), Some(_)) => panic!(
+            "{cell} is listed in interop/known-failures.txt but now passes: remove its entry\n{outcome}"
+        ),
+        (Err(reason), None) => panic!("{cell}: {reason}\n{outcome}"),
+    }
+}
+
+/// `cell reason` lines of `interop/known-failures.txt` (`#` starts a comment).
+pub fn known_failures() -> BTreeMap<String, String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("known-failures.txt");
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| match l.split_once(char::is_whitespace) {
+            Some((cell, reason)) => (cell.to_owned(), reason.trim().to_owned()),
+            None => (l.to_owned(), String::new()),
+        })
+        .collect()
+}
+
+/// Collects failed expectations of one cell.
+#[derive(Debug, Default)]
+pub struct Expect {
+    problems: Vec<String>,
+}
+
+impl Expect {
+    /// Records a problem unless `ok`.
+    pub fn that(&mut self, ok: bool, what: impl FnOnce() -> String) -> &mut Self {
+        if !ok {
+            self.problems.push(what());
+        }
+        self
+    }
+
+    /// An observation equals a JSON value.
+    pub fn eq(&mut self, outcome: &Outcome, key: &str, want: Value) -> &mut Self {
+        let got = outcome.get(key).clone();
+        self.that(got == want, || format!("{key}: got {got}, want {want}"))
+    }
+
+    /// A text observation contains `needle`.
+    pub fn contains(&mut self, outcome: &Outcome, key: &str, needle: &str) -> &mut Self {
+        let got = outcome.text(key).to_owned();
+        self.that(got.contains(needle), || {
+            format!("{key}: {got:?} does not contain {needle:?}")
+        })
+    }
+
+    /// The result.
+    pub fn result(&self) -> Result<(), String> {
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(self.problems.join("; "))
+        }
+    }
+}
