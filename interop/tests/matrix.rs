@@ -296,3 +296,33 @@ mod without_host {
         run_without_host(Lang::Rust).await;
     }
 }
+
+/// Dropping a Rust host's plugin handle without `kill` still ends the process.
+async fn drop(host: Lang, plugin: Lang) {
+    cell(
+        (host, plugin),
+        ("drop", "serve", Ending::Killed),
+        |r| r,
+        |_, o, e| {
+            e.eq(o, "exited", json!(true))
+                .eq(o, "pid_alive", json!(false));
+        },
+    )
+    .await;
+}
+pairings!(drop: rust_host_go_plugin(Rust, Go), rust_host_rust_plugin(Rust, Rust));
+
+/// `PLUGIN_UNIX_SOCKET_DIR` puts the plugin's socket where the host asked.
+async fn socket_dir(host: Lang, plugin: Lang) {
+    cell(
+        (host, plugin),
+        ("socket-dir", "serve", Ending::Graceful),
+        |r| r,
+        |_, o, e| {
+            e.eq(o, "socket_in_dir", json!(true));
+            stopped_gracefully(o, e);
+        },
+    )
+    .await;
+}
+pairings!(socket_dir: rust_host_go_plugin(Rust, Go), rust_host_rust_plugin(Rust, Rust));

@@ -48,7 +48,6 @@ pub struct KillReport {
 #[derive(Debug)]
 pub struct Plugin {
     name: String,
-    socket_dirs: Vec<std::path::PathBuf>,
     version: u32,
     plugins: BTreeSet<String>,
     address: Address,
@@ -76,7 +75,9 @@ impl Plugin {
             args = ?command.as_std().get_args().collect::<Vec<_>>(),
             "starting plugin"
         );
-        let (process, stdout, stderr) = Process::spawn(command).map_err(|e| {
+        let mut socket_dirs = vec![std::env::temp_dir()];
+        socket_dirs.extend(config.unix_socket_dir.clone());
+        let (process, stdout, stderr) = Process::spawn(command, socket_dirs).map_err(|e| {
             Error::with_source(
                 ErrorKind::Spawn,
                 format!(
@@ -99,12 +100,8 @@ impl Plugin {
         let (line_tx, line_rx) = oneshot::channel();
         let stdout_task = tokio::spawn(read_stdout(stdout, line_tx, name.clone()));
 
-        let mut socket_dirs = vec![std::env::temp_dir()];
-        socket_dirs.extend(config.unix_socket_dir.clone());
         let started = Started {
             name,
-            socket_dirs,
-            advertised: None,
             process,
             tail,
             stderr_task: Some(stderr_task),
@@ -221,8 +218,6 @@ impl Plugin {
             &self.process,
             &mut *self.stderr_done.lock().await,
             &self.background,
-            Some(&self.address),
-            &self.socket_dirs,
         )
         .await;
         let report = KillReport { graceful, ..report };
@@ -243,10 +238,6 @@ impl Drop for Plugin {
 /// A started process whose handshake is not done yet.
 struct Started {
     name: String,
-    /// Directories in which a leftover plugin socket may be removed.
-    socket_dirs: Vec<std::path::PathBuf>,
-    /// The address of the handshake line, once read (even if refused).
-    advertised: Option<Address>,
     process: Arc<Process>,
     tail: Tail,
     stderr_task: Option<JoinHandle<()>>,
@@ -255,7 +246,7 @@ struct Started {
 
 impl Started {
     async fn handshake(
-        mut self,
+        self,
         config: PluginConfig,
         versions: &[u32],
         line_rx: oneshot::Receiver<StdoutLine>,
@@ -299,9 +290,14 @@ impl Started {
             multiplex: false,
         };
         // Remember where the plugin listens even if the line is refused, to clean up after it.
-        self.advertised = HandshakeLine::parse_bytes(&line)
-            .ok()
-            .map(|l| Address::new(l.network, &l.address));
+        if let Ok(HandshakeLine {
+            network: plugwire_protocol::Network::Unix,
+            address,
+            ..
+        }) = HandshakeLine::parse_bytes(&line)
+        {
+            self.process.set_socket(address.into());
+        }
         let line = match expect.accept_bytes(&line) {
             Ok(line) => line,
             Err(e) => {
@@ -360,7 +356,6 @@ impl Started {
         // The stdout reader keeps draining on its own until EOF.
         Plugin {
             name: std::mem::take(&mut self.name),
-            socket_dirs: std::mem::take(&mut self.socket_dirs),
             version: line.app_version,
             plugins,
             address,
@@ -416,15 +411,7 @@ impl Started {
             self.process.kill().await;
         }
         self.stdout_task.abort();
-        let report = finish(
-            &self.name,
-            &self.process,
-            &mut self.stderr_task,
-            &[],
-            self.advertised.as_ref(),
-            &self.socket_dirs,
-        )
-        .await;
+        let report = finish(&self.name, &self.process, &mut self.stderr_task, &[]).await;
         error.set_exit_status(report.status);
         error
     }
@@ -531,15 +518,13 @@ async fn read_stdout(
     }
 }
 
-/// Waits for the exit, for stderr to be read completely, stops background tasks, and removes a
-/// socket file the plugin left behind.
+/// Waits for the exit (after which the process watcher has removed a socket the plugin left
+/// behind), for stderr to be read completely, and stops background tasks.
 async fn finish(
     name: &str,
     process: &Process,
     stderr_task: &mut Option<JoinHandle<()>>,
     background: &[JoinHandle<()>],
-    address: Option<&Address>,
-    socket_dirs: &[std::path::PathBuf],
 ) -> KillReport {
     let status = process.wait_timeout(process::REAP_TIMEOUT).await;
     for task in background {
@@ -562,9 +547,6 @@ async fn finish(
             "plugin process exited"
         ),
     }
-    if let (Some(Address::Unix(path)), Some(_)) = (address, status) {
-        remove_stale_socket(path, socket_dirs);
-    }
     KillReport {
         graceful: false,
         status,
@@ -581,32 +563,6 @@ async fn drain_stderr(task: &mut Option<JoinHandle<()>>, timeout: Duration) -> b
         true
     } else {
         false
-    }
-}
-
-/// A plugin killed before it could clean up leaves its socket file behind. Remove it, but only
-/// if it looks like one go-plugin makes (`plugin*` in a directory plugins use, and a socket): the
-/// path comes from the plugin, which must not be able to make the host delete other files.
-fn remove_stale_socket(path: &std::path::Path, dirs: &[std::path::PathBuf]) {
-    use std::os::unix::fs::FileTypeExt;
-    let in_plugin_dir = path
-        .parent()
-        .is_some_and(|parent| dirs.iter().any(|d| d == parent));
-    let named_like_plugin = path
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with("plugin"));
-    if in_plugin_dir
-        && named_like_plugin
-        && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
-    {
-        match std::fs::remove_file(path) {
-            Ok(()) => {
-                tracing::debug!(path = %path.display(), "removed the socket the plugin left behind")
-            }
-            Err(e) => {
-                tracing::debug!(path = %path.display(), error = %e, "could not remove the plugin's socket")
-            }
-        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! The plugin process: spawned with go-plugin's environment, watched until it exits, killed on
 //! request or when its owner goes away, and always reaped.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::process::{Child, ChildStderr, ChildStdout};
@@ -18,14 +20,18 @@ pub(crate) struct Process {
     status: watch::Receiver<Option<ExitStatus>>,
     exited: CancellationToken,
     kill: CancellationToken,
+    socket: Arc<Mutex<Option<PathBuf>>>,
     /// Dropping the owner kills the process.
     _kill_on_drop: DropGuard,
 }
 
 impl Process {
-    /// Spawns `command` (stdin inherited, stdout and stderr piped) and starts watching it.
+    /// Spawns `command` (stdin inherited, stdout and stderr piped) and starts watching it. Once
+    /// it has exited, a socket it left behind (see [`Process::set_socket`]) in one of
+    /// `socket_dirs` is removed.
     pub(crate) fn spawn(
         mut command: tokio::process::Command,
+        socket_dirs: Vec<PathBuf>,
     ) -> std::io::Result<(Process, ChildStdout, ChildStderr)> {
         command
             .stdin(std::process::Stdio::inherit())
@@ -46,18 +52,37 @@ impl Process {
         let (status_tx, status) = watch::channel(None);
         let exited = CancellationToken::new();
         let kill = CancellationToken::new();
-        tokio::spawn(watch_child(child, status_tx, exited.clone(), kill.clone()));
+        let socket = Arc::new(Mutex::new(None));
+        tokio::spawn(watch_child(
+            child,
+            status_tx,
+            Cleanup {
+                socket: socket.clone(),
+                dirs: socket_dirs,
+            },
+            exited.clone(),
+            kill.clone(),
+        ));
         Ok((
             Process {
                 pid,
                 status,
                 exited,
+                socket,
                 _kill_on_drop: kill.clone().drop_guard(),
                 kill,
             },
             stdout,
             stderr,
         ))
+    }
+
+    /// Records the unix socket the plugin listens on, to remove it if the plugin dies without
+    /// doing so.
+    pub(crate) fn set_socket(&self, path: PathBuf) {
+        if let Ok(mut socket) = self.socket.lock() {
+            *socket = Some(path);
+        }
     }
 
     /// The OS process id.
@@ -88,9 +113,16 @@ impl Process {
     }
 }
 
+/// What to clean up after the process.
+struct Cleanup {
+    socket: Arc<Mutex<Option<PathBuf>>>,
+    dirs: Vec<PathBuf>,
+}
+
 async fn watch_child(
     mut child: Child,
     status_tx: watch::Sender<Option<ExitStatus>>,
+    cleanup: Cleanup,
     exited: CancellationToken,
     kill: CancellationToken,
 ) {
@@ -107,7 +139,37 @@ async fn watch_child(
         }
         Err(e) => tracing::error!(error = %e, "waiting for the plugin process failed"),
     }
+    let socket = cleanup.socket.lock().ok().and_then(|mut s| s.take());
+    if let Some(path) = socket {
+        remove_stale_socket(&path, &cleanup.dirs);
+    }
     exited.cancel();
+}
+
+/// A plugin that dies before it can clean up leaves its socket file behind. Remove it, but only
+/// if it looks like one go-plugin makes (`plugin*` in a directory plugins use, and a socket): the
+/// path comes from the plugin, which must not be able to make the host delete other files.
+fn remove_stale_socket(path: &Path, dirs: &[PathBuf]) {
+    use std::os::unix::fs::FileTypeExt;
+    let in_plugin_dir = path
+        .parent()
+        .is_some_and(|parent| dirs.iter().any(|d| d == parent));
+    let named_like_plugin = path
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("plugin"));
+    if in_plugin_dir
+        && named_like_plugin
+        && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
+    {
+        match std::fs::remove_file(path) {
+            Ok(()) => {
+                tracing::debug!(path = %path.display(), "removed the socket the plugin left behind")
+            }
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "could not remove the plugin's socket")
+            }
+        }
+    }
 }
 
 /// Describes an exit status the way a user wants to read it.

@@ -461,6 +461,51 @@ mod tests {
         assert!(Listener::tcp(port..=port).await.is_err());
     }
 
+    /// The channel's HTTP/2 `:authority` is `localhost`, never the socket path (grpc-go and other
+    /// servers may validate it).
+    #[tokio::test]
+    async fn channel_authority_is_not_the_socket_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listener = Listener::unix(Some(dir.path()), None).expect("listen");
+        let address = listener.address().clone();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let record = seen.clone();
+        let (tx, incoming) = incoming();
+        let accept = spawn_accept_loop(listener, None, tx);
+        let (_, health) = tonic_health::server::health_reporter();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .trace_fn(move |req| {
+                    if let Ok(mut seen) = record.lock() {
+                        seen.push(
+                            req.uri()
+                                .authority()
+                                .map(ToString::to_string)
+                                .unwrap_or_default(),
+                        );
+                    }
+                    tracing::Span::none()
+                })
+                .add_service(health)
+                .serve_with_incoming(incoming),
+        );
+        let dial = address.clone();
+        let channel = channel(move || {
+            let dial = dial.clone();
+            async move { dial.dial().await }
+        })
+        .await
+        .expect("connect");
+        tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .expect("health check");
+        let seen = seen.lock().expect("lock").clone();
+        assert_eq!(seen, vec!["localhost".to_owned()]);
+        server.abort();
+        accept.abort();
+    }
+
     #[test]
     fn tcp_address_without_host_is_loopback() {
         assert_eq!(

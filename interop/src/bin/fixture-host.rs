@@ -74,6 +74,7 @@ struct Launch<'a> {
     versions: &'a [u32],
     cookie: MagicCookie,
     start_timeout: Option<Duration>,
+    socket_dir: Option<std::path::PathBuf>,
     stderr: Captured,
 }
 
@@ -84,6 +85,7 @@ impl<'a> Launch<'a> {
             versions: &[1],
             cookie: plugwire_interop::cookie(),
             start_timeout: None,
+            socket_dir: None,
             stderr: Captured::default(),
         }
     }
@@ -98,6 +100,9 @@ impl<'a> Launch<'a> {
         }
         if let Some(timeout) = self.start_timeout {
             builder = builder.start_timeout(timeout);
+        }
+        if let Some(dir) = &self.socket_dir {
+            builder = builder.unix_socket_dir(dir);
         }
         let plugin = Plugin::launch(builder.build()).await;
         if let Ok(plugin) = &plugin {
@@ -246,6 +251,32 @@ async fn run(options: &Options) -> anyhow::Result<()> {
                     .output,
             );
             kill(&plugin).await;
+        }
+        "drop" => {
+            // Dropping the handle without kill() must not leave the process behind.
+            let plugin = launch.start().await?;
+            let pid = plugin.pid().context("no pid")?;
+            let token = plugin.exit_token();
+            drop(plugin);
+            let gone = tokio::time::timeout(Duration::from_secs(5), token.cancelled()).await;
+            report("exited", gone.is_ok());
+            report(
+                "pid_alive",
+                std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            );
+        }
+        "socket-dir" => {
+            let dir = std::env::temp_dir().join("sockets");
+            std::fs::create_dir_all(&dir)?;
+            launch.socket_dir = Some(dir.clone());
+            let plugin = launch.start().await?;
+            let in_dir = match plugin.address() {
+                plugwire_host::Address::Unix(path) => path.parent() == Some(dir.as_path()),
+                plugwire_host::Address::Tcp(_) => false,
+            };
+            report("socket_in_dir", in_dir);
+            kill(&plugin).await;
+            std::fs::remove_dir(&dir)?;
         }
         other => bail!("unknown scenario {other:?}"),
     }
