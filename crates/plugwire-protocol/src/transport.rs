@@ -468,7 +468,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let listener = Listener::unix(Some(dir.path()), None).expect("listen");
         let address = listener.address().clone();
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let record = seen.clone();
         let (tx, incoming) = incoming();
         let accept = spawn_accept_loop(listener, None, tx);
