@@ -28,6 +28,10 @@ go-fixtures:
 	@command -v $(GO) >/dev/null || { echo "Go is required to build the Go fixtures (https://go.dev/dl/)"; exit 1; }
 	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/fixture-host ./cmd/fixture-host
 	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/fixture-plugin ./cmd/fixture-plugin
+	# The same fixtures with a current grpc-go, which (unlike the 1.61 go-plugin v1.8.0 pins)
+	# insists on ALPN h2 over TLS.
+	cd go-fixtures && $(GO) build -modfile=grpc-current.mod -o $(GO_FIXTURES)/fixture-host-grpc-current ./cmd/fixture-host
+	cd go-fixtures && $(GO) build -modfile=grpc-current.mod -o $(GO_FIXTURES)/fixture-plugin-grpc-current ./cmd/fixture-plugin
 	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/kv-go-host $(GO_PLUGIN)/examples/grpc
 	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/kv-go-plugin $(GO_PLUGIN)/examples/grpc/plugin-go-grpc
 	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/counter-go-host $(GO_PLUGIN)/examples/bidirectional

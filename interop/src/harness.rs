@@ -30,6 +30,26 @@ impl fmt::Display for Lang {
     }
 }
 
+/// Which grpc-go the Go fixtures are built with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GoGrpc {
+    /// The version go-plugin v1.8.0 pins (1.61): does not insist on ALPN.
+    Pinned,
+    /// A current grpc-go (`go-fixtures/grpc-current.mod`): refuses TLS without ALPN `h2`.
+    Current,
+}
+
+/// Whether and how a cell uses TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tls {
+    /// Plaintext.
+    Plain,
+    /// go-plugin's AutoMTLS.
+    AutoMtls,
+    /// Manual TLS with a CA the harness makes (hosts' `-tls`, plugins' `manual-tls` mode).
+    Manual,
+}
+
 /// Where the fixture executables are.
 #[derive(Clone, Debug)]
 pub struct Fixtures {
@@ -54,7 +74,12 @@ impl Fixtures {
             rust_plugin: rust_plugin.into(),
             go_dir,
         };
-        for name in ["fixture-host", "fixture-plugin"] {
+        for name in [
+            "fixture-host",
+            "fixture-plugin",
+            "fixture-host-grpc-current",
+            "fixture-plugin-grpc-current",
+        ] {
             let path = fixtures.go(name);
             assert!(
                 path.exists(),
@@ -72,18 +97,20 @@ impl Fixtures {
     }
 
     /// The fixture host of a language.
-    pub fn host(&self, lang: Lang) -> PathBuf {
-        match lang {
-            Lang::Go => self.go("fixture-host"),
-            Lang::Rust => self.rust_host.clone(),
+    pub fn host(&self, lang: Lang, grpc: GoGrpc) -> PathBuf {
+        match (lang, grpc) {
+            (Lang::Go, GoGrpc::Pinned) => self.go("fixture-host"),
+            (Lang::Go, GoGrpc::Current) => self.go("fixture-host-grpc-current"),
+            (Lang::Rust, _) => self.rust_host.clone(),
         }
     }
 
     /// The fixture plugin of a language.
-    pub fn plugin(&self, lang: Lang) -> PathBuf {
-        match lang {
-            Lang::Go => self.go("fixture-plugin"),
-            Lang::Rust => self.rust_plugin.clone(),
+    pub fn plugin(&self, lang: Lang, grpc: GoGrpc) -> PathBuf {
+        match (lang, grpc) {
+            (Lang::Go, GoGrpc::Pinned) => self.go("fixture-plugin"),
+            (Lang::Go, GoGrpc::Current) => self.go("fixture-plugin-grpc-current"),
+            (Lang::Rust, _) => self.rust_plugin.clone(),
         }
     }
 }
@@ -156,6 +183,22 @@ impl Run {
             stdin: None,
             dir: None,
             timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// Adds the host flags and environment for `tls`.
+    pub fn tls(mut self, tls: Tls) -> Self {
+        match tls {
+            Tls::Plain => self,
+            Tls::AutoMtls => {
+                self.args.push("-mtls".into());
+                self
+            }
+            Tls::Manual => {
+                self.args.push("-tls".into());
+                let dir = crate::tls::shared_material();
+                self.env(crate::tls::TLS_DIR_VAR, dir.display().to_string())
+            }
         }
     }
 

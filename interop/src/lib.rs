@@ -8,6 +8,7 @@
 #![allow(clippy::print_stdout)] // fixtures report on stdout by design
 
 pub mod harness;
+pub mod tls;
 
 /// The generated code of `proto/test/grpctest.proto` (go-plugin's `test/grpc`).
 #[allow(missing_docs, unreachable_pub, clippy::all, unused_qualifications)]

@@ -1,6 +1,8 @@
 //! go-plugin v1.8.0's own example programs against plugwire's drop-in peers, both directions:
 //! `examples/grpc` (kv) and, with the broker, `examples/bidirectional` (counter).
 
+use std::path::{Path, PathBuf};
+
 use plugwire_interop::harness::{Expect, Fixtures, Outcome, Run, example_binary, verdict};
 
 fn fixtures() -> Fixtures {
@@ -10,14 +12,8 @@ fn fixtures() -> Fixtures {
     )
 }
 
-/// Runs `host args...` with `KV_PLUGIN`/`COUNTER_PLUGIN` set, in `dir`.
-async fn run_in(
-    dir: &std::path::Path,
-    host: &std::path::Path,
-    var: &str,
-    plugin: &std::path::Path,
-    args: &[&str],
-) -> Outcome {
+/// Runs `host args...` in `dir` with `var` (`KV_PLUGIN`/`COUNTER_PLUGIN`) naming the plugin.
+async fn run_in(dir: &Path, host: &Path, var: &str, plugin: &Path, args: &[&str]) -> Outcome {
     let mut run = Run::command(host, args)
         .env(var, plugin.display().to_string())
         .env("KV_PROTO", "grpc");
@@ -33,26 +29,37 @@ fn ran_clean(outcome: &Outcome, e: &mut Expect) {
         });
 }
 
+/// `put hello interop` then `get hello`, in a fresh directory, with `flags` before the
+/// subcommand.
 async fn kv_round_trip(
     cell: &str,
-    host: std::path::PathBuf,
-    plugin: std::path::PathBuf,
+    host: PathBuf,
+    plugin: PathBuf,
     written_by: &str,
+    flags: &[&str],
 ) {
     let dir = tempfile::tempdir().expect("temp dir");
+    let args = |rest: &[&'static str]| -> Vec<&str> { flags.iter().chain(rest).copied().collect() };
     let put = run_in(
         dir.path(),
         &host,
         "KV_PLUGIN",
         &plugin,
-        &["put", "hello", "interop"],
+        &args(&["put", "hello", "interop"]),
     )
     .await;
     let mut e = Expect::default();
     ran_clean(&put, &mut e);
     verdict(&format!("{cell}/put"), &put, e.result());
 
-    let get = run_in(dir.path(), &host, "KV_PLUGIN", &plugin, &["get", "hello"]).await;
+    let get = run_in(
+        dir.path(),
+        &host,
+        "KV_PLUGIN",
+        &plugin,
+        &args(&["get", "hello"]),
+    )
+    .await;
     let mut e = Expect::default();
     ran_clean(&get, &mut e);
     let want = format!("interop\n\nWritten from {written_by}\n");
@@ -71,6 +78,35 @@ async fn rust_kv_host_with_go_example_plugin() {
         example_binary("kv-host"),
         f.go("kv-go-plugin"),
         "plugin-go-grpc",
+        &[],
+    )
+    .await;
+}
+
+/// The same over AutoMTLS (`kv-host --auto-mtls`): go-plugin's example plugin answers with its
+/// own P-521 certificate.
+#[tokio::test]
+async fn rust_kv_host_with_go_example_plugin_auto_mtls() {
+    let f = fixtures();
+    kv_round_trip(
+        "kv-host/plugin-go-grpc/mtls",
+        example_binary("kv-host"),
+        f.go("kv-go-plugin"),
+        "plugin-go-grpc",
+        &["--auto-mtls"],
+    )
+    .await;
+}
+
+/// `kv-host --auto-mtls` with plugwire's `kv-plugin`.
+#[tokio::test]
+async fn rust_kv_host_with_rust_kv_plugin_auto_mtls() {
+    kv_round_trip(
+        "kv-host/kv-plugin/mtls",
+        example_binary("kv-host"),
+        example_binary("kv-plugin"),
+        "plugwire kv-plugin",
+        &["--auto-mtls"],
     )
     .await;
 }
@@ -84,6 +120,7 @@ async fn go_example_host_with_rust_kv_plugin() {
         f.go("kv-go-host"),
         example_binary("kv-plugin"),
         "plugwire kv-plugin",
+        &[],
     )
     .await;
 }

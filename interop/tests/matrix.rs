@@ -1,8 +1,9 @@
-//! The interop matrix: {Go host, Rust host} x {Go plugin, Rust plugin} x scenario, against real
-//! go-plugin v1.8.0 binaries. Go host x Go plugin is the control: every expectation here holds for
-//! go-plugin itself.
+//! The interop matrix: {Go host, Rust host} x {Go plugin, Rust plugin} x {plaintext, AutoMTLS} x
+//! scenario, against real go-plugin v1.8.0 binaries, with the Go fixtures built both with the
+//! grpc-go go-plugin v1.8.0 pins and with a current grpc-go. Go host x Go plugin is the control:
+//! every expectation here holds for go-plugin itself.
 
-use plugwire_interop::harness::{Expect, Fixtures, Lang, Outcome, Run, verdict};
+use plugwire_interop::harness::{Expect, Fixtures, GoGrpc, Lang, Outcome, Run, Tls, verdict};
 use serde_json::json;
 
 fn fixtures() -> Fixtures {
@@ -10,6 +11,33 @@ fn fixtures() -> Fixtures {
         env!("CARGO_BIN_EXE_plugwire-fixture-host"),
         env!("CARGO_BIN_EXE_plugwire-fixture-plugin"),
     )
+}
+
+/// One cell's coordinates, scenario aside.
+#[derive(Clone, Copy)]
+struct Pairing {
+    host: Lang,
+    plugin: Lang,
+    grpc: GoGrpc,
+    tls: Tls,
+}
+
+impl Pairing {
+    fn id(&self, scenario: &str) -> String {
+        let grpc = match self.grpc {
+            GoGrpc::Pinned => "",
+            GoGrpc::Current => "/grpc-current",
+        };
+        let tls = match self.tls {
+            Tls::Plain => "",
+            Tls::AutoMtls => "/mtls",
+            Tls::Manual => "/tls",
+        };
+        format!(
+            "{}-host/{}-plugin{grpc}/{scenario}{tls}",
+            self.host, self.plugin
+        )
+    }
 }
 
 /// How a scenario ends for the plugin.
@@ -24,46 +52,72 @@ enum Ending {
 
 /// Runs one cell and checks the expectations every cell shares plus the scenario's own.
 async fn cell(
-    (host, plugin): (Lang, Lang),
+    p: Pairing,
     (scenario, mode, ending): (&str, &str, Ending),
     customize: impl FnOnce(Run) -> Run,
     check: impl FnOnce(Lang, &Outcome, &mut Expect),
 ) {
     let f = fixtures();
-    let run = customize(Run::host(&f.host(host), &f.plugin(plugin), mode, scenario));
-    let outcome = run.run().await;
+    let run = Run::host(
+        &f.host(p.host, p.grpc),
+        &f.plugin(p.plugin, p.grpc),
+        mode,
+        scenario,
+    );
+    let outcome = customize(run.tls(p.tls)).run().await;
     let mut expect = Expect::default();
     expect
         .that(outcome.success(), || {
             "the host fixture did not finish the scenario".into()
         })
         .that(!outcome.leaked, || "a process outlived its host".into());
-    if host == Lang::Rust || ending == Ending::Graceful {
+    if p.host == Lang::Rust || ending == Ending::Graceful {
         expect.that(outcome.leftovers.is_empty(), || {
             format!("files left behind: {:?}", outcome.leftovers)
         });
     }
-    check(host, &outcome, &mut expect);
-    verdict(
-        &format!("{host}-host/{plugin}-plugin/{scenario}"),
-        &outcome,
-        expect.result(),
-    );
+    check(p.host, &outcome, &mut expect);
+    verdict(&p.id(scenario), &outcome, expect.result());
 }
 
-/// Generates one test per host/plugin pairing for a scenario function.
+/// Generates, for a scenario function, one test per pairing and TLS mode:
+/// `<scenario>::<plain|mtls>::<host>_<plugin>[_grpc_current]`.
 macro_rules! pairings {
     ($scenario:ident) => {
-        pairings!($scenario: go_host_go_plugin(Go, Go), go_host_rust_plugin(Go, Rust),
-            rust_host_go_plugin(Rust, Go), rust_host_rust_plugin(Rust, Rust));
+        pairings!(@tls $scenario: [plain = Plain, mtls = AutoMtls]: [
+            go_go = (Go, Go, Pinned), go_go_grpc_current = (Go, Go, Current),
+            go_rust = (Go, Rust, Pinned), go_rust_grpc_current = (Go, Rust, Current),
+            rust_go = (Rust, Go, Pinned), rust_go_grpc_current = (Rust, Go, Current),
+            rust_rust = (Rust, Rust, Pinned)]);
     };
-    ($scenario:ident: $($name:ident($host:ident, $plugin:ident)),+) => {
+    ($scenario:ident: rust_plugin) => {
+        pairings!(@tls $scenario: [plain = Plain, mtls = AutoMtls]: [
+            go_rust = (Go, Rust, Pinned), go_rust_grpc_current = (Go, Rust, Current),
+            rust_rust = (Rust, Rust, Pinned)]);
+    };
+    ($scenario:ident: rust_host) => {
+        pairings!(@tls $scenario: [plain = Plain, mtls = AutoMtls]: [
+            rust_go = (Rust, Go, Pinned), rust_go_grpc_current = (Rust, Go, Current),
+            rust_rust = (Rust, Rust, Pinned)]);
+    };
+    (@tls $scenario:ident: [$($tls_mod:ident = $tls:ident),+]: $cells:tt) => {
         mod $scenario {
-            use super::*;
+            $(pairings!(@cells $scenario, $tls_mod, $tls: $cells);)+
+        }
+    };
+    (@cells $scenario:ident, $tls_mod:ident, $tls:ident:
+        [$($name:ident = ($host:ident, $plugin:ident, $grpc:ident)),+]) => {
+        mod $tls_mod {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    super::$scenario(Lang::$host, Lang::$plugin).await;
+                    crate::$scenario(crate::Pairing {
+                        host: crate::Lang::$host,
+                        plugin: crate::Lang::$plugin,
+                        grpc: crate::GoGrpc::$grpc,
+                        tls: crate::Tls::$tls,
+                    })
+                    .await;
                 }
             )+
         }
@@ -76,27 +130,29 @@ fn stopped_gracefully(outcome: &Outcome, e: &mut Expect) {
         .eq(outcome, "exited", json!(true));
 }
 
-async fn kv(host: Lang, plugin: Lang) {
+fn kv_checks(o: &Outcome, e: &mut Expect) {
+    e.eq(o, "version", json!(1))
+        .eq(o, "get", json!("world"))
+        .eq(o, "double", json!(42))
+        .eq(o, "stream", json!([21, 22, 23, 24, 25]));
+    stopped_gracefully(o, e);
+}
+
+async fn kv(p: Pairing) {
     cell(
-        (host, plugin),
+        p,
         ("kv", "serve", Ending::Graceful),
         |r| r,
-        |_, o, e| {
-            e.eq(o, "version", json!(1))
-                .eq(o, "get", json!("world"))
-                .eq(o, "double", json!(42))
-                .eq(o, "stream", json!([21, 22, 23, 24, 25]));
-            stopped_gracefully(o, e);
-        },
+        |_, o, e| kv_checks(o, e),
     )
     .await;
 }
 pairings!(kv);
 
 /// Host offers 1, 3, 4; the plugin has 2, 3, 5: both must settle on 3.
-async fn negotiate(host: Lang, plugin: Lang) {
+async fn negotiate(p: Pairing) {
     cell(
-        (host, plugin),
+        p,
         ("negotiate", "versioned", Ending::Graceful),
         |r| r,
         |_, o, e| {
@@ -109,9 +165,9 @@ async fn negotiate(host: Lang, plugin: Lang) {
 pairings!(negotiate);
 
 /// Host offers 1, the plugin only has 2: a clean error naming both, and the process is gone.
-async fn mismatch(host: Lang, plugin: Lang) {
+async fn mismatch(p: Pairing) {
     cell(
-        (host, plugin),
+        p,
         ("mismatch", "mismatch", Ending::Killed),
         |r| r,
         |_, o, e| {
@@ -147,9 +203,9 @@ fn cookie_refused(host: Lang, o: &Outcome, e: &mut Expect) {
         .eq(o, "exited", json!(true));
 }
 
-async fn cookie_wrong(host: Lang, plugin: Lang) {
+async fn cookie_wrong(p: Pairing) {
     cell(
-        (host, plugin),
+        p,
         ("cookie-wrong", "serve", Ending::Killed),
         |r| r,
         cookie_refused,
@@ -158,9 +214,9 @@ async fn cookie_wrong(host: Lang, plugin: Lang) {
 }
 pairings!(cookie_wrong);
 
-async fn cookie_missing(host: Lang, plugin: Lang) {
+async fn cookie_missing(p: Pairing) {
     cell(
-        (host, plugin),
+        p,
         ("cookie-missing", "serve", Ending::Killed),
         |r| r,
         cookie_refused,
@@ -169,9 +225,9 @@ async fn cookie_missing(host: Lang, plugin: Lang) {
 }
 pairings!(cookie_missing);
 
-async fn ping(host: Lang, plugin: Lang) {
+async fn ping(p: Pairing) {
     cell(
-        (host, plugin),
+        p,
         ("ping", "serve", Ending::Graceful),
         |r| r,
         |_, o, e| {
@@ -188,9 +244,9 @@ async fn ping(host: Lang, plugin: Lang) {
 pairings!(ping);
 
 /// The plugin dies in the middle of a call: the call fails fast and the exit is observed.
-async fn crash(host: Lang, plugin: Lang) {
+async fn crash(p: Pairing) {
     cell(
-        (host, plugin),
+        p,
         ("crash", "crash", Ending::Killed),
         |r| r,
         |_, o, e| {
@@ -207,9 +263,9 @@ async fn crash(host: Lang, plugin: Lang) {
 pairings!(crash);
 
 /// A plugin that never prints its handshake line: the 500 ms start timeout fires.
-async fn start_timeout(host: Lang, plugin: Lang) {
+async fn start_timeout(p: Pairing) {
     cell(
-        (host, plugin),
+        p,
         ("start-timeout", "never", Ending::Killed),
         |r| r,
         |_, o, e| {
@@ -226,28 +282,24 @@ async fn start_timeout(host: Lang, plugin: Lang) {
 pairings!(start_timeout);
 
 /// The plugin reads the host's stdin.
-async fn stdin(host: Lang, plugin: Lang) {
+async fn stdin(p: Pairing) {
     let input = "plugwire stdin check\n";
-    cell(
-        (host, plugin),
-        ("stdin", "stdin", Ending::Graceful),
-        |mut r| {
-            r.stdin = Some(input.as_bytes().to_vec());
-            r
-        },
-        |_, o, e| {
-            e.eq(o, "stdin", json!(input));
-            stopped_gracefully(o, e);
-        },
-    )
+    let feed = |mut r: Run| {
+        r.stdin = Some(input.as_bytes().to_vec());
+        r
+    };
+    cell(p, ("stdin", "stdin", Ending::Graceful), feed, |_, o, e| {
+        e.eq(o, "stdin", json!(input));
+        stopped_gracefully(o, e);
+    })
     .await;
 }
 pairings!(stdin);
 
 /// A plugin configured for TCP (Go plugins use TCP only on Windows, so only the Rust plugin).
-async fn tcp(host: Lang, plugin: Lang) {
+async fn tcp(p: Pairing) {
     cell(
-        (host, plugin),
+        p,
         ("tcp", "tcp", Ending::Graceful),
         |r| r,
         |_, o, e| {
@@ -257,13 +309,252 @@ async fn tcp(host: Lang, plugin: Lang) {
     )
     .await;
 }
-pairings!(tcp: go_host_rust_plugin(Go, Rust), rust_host_rust_plugin(Rust, Rust));
+pairings!(tcp: rust_plugin);
+
+/// Dropping a Rust host's plugin handle without `kill` still ends the process.
+async fn drop(p: Pairing) {
+    cell(
+        p,
+        ("drop", "serve", Ending::Killed),
+        |r| r,
+        |_, o, e| {
+            e.eq(o, "exited", json!(true))
+                .eq(o, "pid_alive", json!(false));
+        },
+    )
+    .await;
+}
+pairings!(drop: rust_host);
+
+/// `PLUGIN_UNIX_SOCKET_DIR` puts the plugin's socket where the host asked.
+async fn socket_dir(p: Pairing) {
+    cell(
+        p,
+        ("socket-dir", "serve", Ending::Graceful),
+        |r| r,
+        |_, o, e| {
+            e.eq(o, "socket_in_dir", json!(true));
+            stopped_gracefully(o, e);
+        },
+    )
+    .await;
+}
+pairings!(socket_dir: rust_host);
+
+/// Manual TLS (go-plugin's `TLSConfig` on the host, `TLSProvider` on the plugin) with a CA the
+/// harness makes: the kv scenario in every pairing.
+mod manual_tls {
+    use super::*;
+
+    async fn run(host: Lang, plugin: Lang, grpc: GoGrpc) {
+        let p = Pairing {
+            host,
+            plugin,
+            grpc,
+            tls: Tls::Manual,
+        };
+        cell(
+            p,
+            ("kv", "manual-tls", Ending::Graceful),
+            |r| r,
+            |_, o, e| kv_checks(o, e),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn go_go() {
+        run(Lang::Go, Lang::Go, GoGrpc::Pinned).await;
+    }
+    #[tokio::test]
+    async fn go_go_grpc_current() {
+        run(Lang::Go, Lang::Go, GoGrpc::Current).await;
+    }
+    #[tokio::test]
+    async fn go_rust() {
+        run(Lang::Go, Lang::Rust, GoGrpc::Pinned).await;
+    }
+    #[tokio::test]
+    async fn go_rust_grpc_current() {
+        run(Lang::Go, Lang::Rust, GoGrpc::Current).await;
+    }
+    #[tokio::test]
+    async fn rust_go() {
+        run(Lang::Rust, Lang::Go, GoGrpc::Pinned).await;
+    }
+    #[tokio::test]
+    async fn rust_go_grpc_current() {
+        run(Lang::Rust, Lang::Go, GoGrpc::Current).await;
+    }
+    #[tokio::test]
+    async fn rust_rust() {
+        run(Lang::Rust, Lang::Rust, GoGrpc::Pinned).await;
+    }
+
+    /// A manual-TLS plugin and a plaintext host do not talk.
+    #[tokio::test]
+    async fn plaintext_host_is_refused() {
+        for (host, plugin) in [
+            (Lang::Go, Lang::Rust),
+            (Lang::Rust, Lang::Go),
+            (Lang::Rust, Lang::Rust),
+        ] {
+            let p = Pairing {
+                host,
+                plugin,
+                grpc: GoGrpc::Current,
+                tls: Tls::Plain,
+            };
+            let material = |r: Run| {
+                let dir = plugwire_interop::tls::shared_material();
+                r.env(
+                    plugwire_interop::tls::TLS_DIR_VAR,
+                    dir.display().to_string(),
+                )
+            };
+            cell(
+                p,
+                ("refused", "manual-tls", Ending::Killed),
+                material,
+                |_, o, e| {
+                    e.eq(o, "refused", json!(true));
+                },
+            )
+            .await;
+        }
+    }
+}
+
+/// AutoMTLS rejections: a plugin whose TLS certificate is not the one in its handshake line is
+/// refused by every host.
+async fn impostor_plugin(p: Pairing) {
+    cell(
+        p,
+        ("refused", "mitm-cert", Ending::Killed),
+        |r| r,
+        |_, o, e| {
+            e.eq(o, "refused", json!(true));
+        },
+    )
+    .await;
+}
+
+mod impostor_plugin {
+    #[tokio::test]
+    async fn go_host() {
+        for grpc in [crate::GoGrpc::Pinned, crate::GoGrpc::Current] {
+            crate::impostor_plugin(crate::Pairing {
+                host: crate::Lang::Go,
+                plugin: crate::Lang::Rust,
+                grpc,
+                tls: crate::Tls::AutoMtls,
+            })
+            .await;
+        }
+    }
+    #[tokio::test]
+    async fn rust_host() {
+        crate::impostor_plugin(crate::Pairing {
+            host: crate::Lang::Rust,
+            plugin: crate::Lang::Rust,
+            grpc: crate::GoGrpc::Pinned,
+            tls: crate::Tls::AutoMtls,
+        })
+        .await;
+    }
+}
+
+/// AutoMTLS rejections on the plugin side: a host presenting a certificate other than the one it
+/// announced, or no TLS at all, is refused by Go and Rust plugins; the announced one works.
+async fn plugin_refuses_strangers(plugin: Lang, grpc: GoGrpc) {
+    let p = Pairing {
+        host: Lang::Rust,
+        plugin,
+        grpc,
+        tls: Tls::Plain,
+    };
+    cell(
+        p,
+        ("tls-rejections", "serve", Ending::Graceful),
+        |r| r,
+        |_, o, e| {
+            e.eq(o, "stranger_refused", json!(true))
+                .eq(o, "plaintext_refused", json!(true))
+                .eq(o, "right_cert_ok", json!(true))
+                .eq(o, "exit_ok", json!(true));
+        },
+    )
+    .await;
+}
+
+mod plugin_refuses_strangers {
+    use super::*;
+    #[tokio::test]
+    async fn go_plugin() {
+        plugin_refuses_strangers(Lang::Go, GoGrpc::Pinned).await;
+    }
+    #[tokio::test]
+    async fn go_plugin_grpc_current() {
+        plugin_refuses_strangers(Lang::Go, GoGrpc::Current).await;
+    }
+    #[tokio::test]
+    async fn rust_plugin() {
+        plugin_refuses_strangers(Lang::Rust, GoGrpc::Pinned).await;
+    }
+}
+
+/// SecureConfig: the right SHA-256 of a real plugin launches it, a wrong one launches nothing.
+async fn secure(p: Pairing) {
+    cell(
+        p,
+        ("secure", "serve", Ending::Graceful),
+        |r| r,
+        |_, o, e| {
+            e.eq(o, "right_checksum", json!("ok"))
+                .eq(o, "wrong_checksum", json!("Checksum"))
+                .contains(o, "error", "checksums did not match")
+                .eq(o, "launched", json!(false));
+        },
+    )
+    .await;
+}
+pairings!(secure: rust_host);
+
+/// Neither private keys nor the certificate exchange show up in a Rust host's logs, even at
+/// trace level.
+#[tokio::test]
+async fn secrets_stay_out_of_logs() {
+    for plugin in [Lang::Go, Lang::Rust] {
+        let p = Pairing {
+            host: Lang::Rust,
+            plugin,
+            grpc: GoGrpc::Pinned,
+            tls: Tls::AutoMtls,
+        };
+        let trace = |r: Run| r.env("PLUGWIRE_LOG", "trace");
+        cell(p, ("kv", "serve", Ending::Graceful), trace, |_, o, e| {
+            kv_checks(o, e);
+            e.that(o.stderr.contains("TRACE"), || {
+                "no trace logs were written".into()
+            })
+            .that(!o.stderr.contains("PRIVATE KEY"), || {
+                "a private key was logged".into()
+            })
+            .that(!o.stderr.contains("BEGIN CERTIFICATE"), || {
+                "the certificate exchange was logged".into()
+            });
+        })
+        .await;
+    }
+}
 
 /// Run without its host, a plugin prints go-plugin's message on stderr, nothing on stdout, and
 /// exits 1.
 async fn run_without_host(plugin: Lang) {
     let f = fixtures();
-    let outcome = Run::command(f.plugin(plugin), &["serve"]).run().await;
+    let outcome = Run::command(f.plugin(plugin, GoGrpc::Pinned), &["serve"])
+        .run()
+        .await;
     let mut e = Expect::default();
     e.that(outcome.status.and_then(|s| s.code()) == Some(1), || {
         "exit status is not 1".into()
@@ -296,33 +587,3 @@ mod without_host {
         run_without_host(Lang::Rust).await;
     }
 }
-
-/// Dropping a Rust host's plugin handle without `kill` still ends the process.
-async fn drop(host: Lang, plugin: Lang) {
-    cell(
-        (host, plugin),
-        ("drop", "serve", Ending::Killed),
-        |r| r,
-        |_, o, e| {
-            e.eq(o, "exited", json!(true))
-                .eq(o, "pid_alive", json!(false));
-        },
-    )
-    .await;
-}
-pairings!(drop: rust_host_go_plugin(Rust, Go), rust_host_rust_plugin(Rust, Rust));
-
-/// `PLUGIN_UNIX_SOCKET_DIR` puts the plugin's socket where the host asked.
-async fn socket_dir(host: Lang, plugin: Lang) {
-    cell(
-        (host, plugin),
-        ("socket-dir", "serve", Ending::Graceful),
-        |r| r,
-        |_, o, e| {
-            e.eq(o, "socket_in_dir", json!(true));
-            stopped_gracefully(o, e);
-        },
-    )
-    .await;
-}
-pairings!(socket_dir: rust_host_go_plugin(Rust, Go), rust_host_rust_plugin(Rust, Rust));

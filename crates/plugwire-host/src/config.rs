@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use plugwire_protocol::env::{DEFAULT_MAX_PORT, DEFAULT_MIN_PORT};
+use plugwire_protocol::tls::TlsConfigs;
 use plugwire_protocol::{MagicCookie, Protocol};
 
 use crate::log::RawSink;
+use crate::secure::SecureConfig;
 
 /// go-plugin's default `StartTimeout`.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -28,6 +30,9 @@ pub struct PluginConfig {
     pub(crate) unix_socket_dir: Option<PathBuf>,
     pub(crate) stderr: Option<RawSink>,
     pub(crate) name: String,
+    pub(crate) auto_mtls: bool,
+    pub(crate) tls: Option<TlsConfigs>,
+    pub(crate) secure: Option<SecureConfig>,
 }
 
 impl fmt::Debug for PluginConfig {
@@ -39,6 +44,9 @@ impl fmt::Debug for PluginConfig {
             .field("allowed_protocols", &self.allowed_protocols)
             .field("start_timeout", &self.start_timeout)
             .field("skip_host_env", &self.skip_host_env)
+            .field("auto_mtls", &self.auto_mtls)
+            .field("tls", &self.tls)
+            .field("secure", &self.secure)
             .finish_non_exhaustive()
     }
 }
@@ -70,6 +78,9 @@ impl PluginConfig {
                 unix_socket_dir: None,
                 stderr: None,
                 name,
+                auto_mtls: false,
+                tls: None,
+                secure: None,
             },
         }
     }
@@ -151,6 +162,30 @@ impl PluginConfigBuilder {
     /// logging it. The sink is written from the runtime, so it should not block for long.
     pub fn stderr(mut self, sink: impl std::io::Write + Send + 'static) -> Self {
         self.config.stderr = Some(Box::new(sink));
+        self
+    }
+
+    /// AutoMTLS (go-plugin's `AutoMTLS`): the host makes a fresh ECDSA P-521 certificate, passes
+    /// it to the plugin in `PLUGIN_CLIENT_CERT`, and talks TLS 1.3 to the plugin trusting only
+    /// the certificate the plugin returns in its handshake line. Takes precedence over
+    /// [`PluginConfigBuilder::tls`], as in go-plugin.
+    pub fn auto_mtls(mut self, enabled: bool) -> Self {
+        self.config.auto_mtls = enabled;
+        self
+    }
+
+    /// Manual TLS (go-plugin's `TLSConfig`): dial the plugin with `configs.client` (required)
+    /// and serve brokered callbacks with `configs.server`. Build them with
+    /// [`TlsConfigs::custom`]; ALPN `h2` is added for you.
+    pub fn tls(mut self, configs: TlsConfigs) -> Self {
+        self.config.tls = Some(configs);
+        self
+    }
+
+    /// Checks the plugin executable's checksum before launching it (go-plugin's
+    /// `SecureConfig`).
+    pub fn secure_config(mut self, secure: SecureConfig) -> Self {
+        self.config.secure = Some(secure);
         self
     }
 

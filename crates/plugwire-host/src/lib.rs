@@ -48,11 +48,14 @@ mod lines;
 mod log;
 mod plugin;
 mod process;
+mod secure;
 
 pub use config::{DEFAULT_START_TIMEOUT, PluginConfig, PluginConfigBuilder};
 pub use error::{Error, ErrorKind};
 pub use log::{Level, LogEntry, LogParser, RawSink};
 pub use plugin::{GRACEFUL_EXIT_TIMEOUT, KillReport, Plugin};
+pub use plugwire_protocol::tls::TlsConfigs;
 pub use plugwire_protocol::transport::{Address, MAX_MESSAGE_SIZE};
 pub use plugwire_protocol::{HandshakeError, MagicCookie, Network, Protocol};
+pub use secure::SecureConfig;
 pub use tonic::transport::Channel;

@@ -12,6 +12,7 @@ use plugwire_protocol::pb::grpc_broker_client::GrpcBrokerClient;
 use plugwire_protocol::pb::grpc_controller_client::GrpcControllerClient;
 use plugwire_protocol::pb::grpc_stdio_client::GrpcStdioClient;
 use plugwire_protocol::pb::{ConnInfo, Empty};
+use plugwire_protocol::tls::{Identity, PinnedPeer, TlsConfigs};
 use plugwire_protocol::transport::{self, Address};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -65,9 +66,24 @@ impl Plugin {
     /// Every failure after the process started kills and reaps it before returning.
     pub async fn launch(mut config: PluginConfig) -> Result<Plugin, Error> {
         check_config(&config)?;
+        if let Some(secure) = &config.secure {
+            secure.check(&config.command).await?;
+        }
+        let identity = if config.auto_mtls {
+            Some(Identity::generate().map_err(|e| {
+                Error::with_source(
+                    ErrorKind::Config,
+                    "could not make the AutoMTLS certificate",
+                    e,
+                )
+            })?)
+        } else {
+            None
+        };
         let name = std::mem::take(&mut config.name);
         let versions: Vec<u32> = config.versions.keys().copied().collect();
-        let command = build_command(&mut config, &versions);
+        let cert_pem = identity.as_ref().map(Identity::cert_pem);
+        let command = build_command(&mut config, &versions, cert_pem.as_deref());
         // Program and arguments only: the environment can hold secrets.
         tracing::debug!(
             plugin = %name,
@@ -107,7 +123,9 @@ impl Plugin {
             stderr_task: Some(stderr_task),
             stdout_task,
         };
-        started.handshake(config, &versions, line_rx).await
+        started
+            .handshake(config, identity, &versions, line_rx)
+            .await
     }
 
     /// The negotiated app-protocol version.
@@ -248,6 +266,7 @@ impl Started {
     async fn handshake(
         self,
         config: PluginConfig,
+        identity: Option<Identity>,
         versions: &[u32],
         line_rx: oneshot::Receiver<StdoutLine>,
     ) -> Result<Plugin, Error> {
@@ -317,8 +336,16 @@ impl Started {
         };
         tracing::debug!(plugin = %self.name, version = line.app_version, "using plugin");
 
+        let tls = match (identity, &config.tls) {
+            (Some(identity), _) => match auto_mtls(&identity, &line) {
+                Ok(tls) => Some(tls),
+                Err(e) => return Err(self.fail(e).await),
+            },
+            (None, tls) => tls.clone(),
+        };
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match tokio::time::timeout(remaining, connect(&line)).await {
+        let client_tls = tls.as_ref().and_then(|t| t.client.clone());
+        match tokio::time::timeout(remaining, connect(&line, client_tls)).await {
             Ok(Ok((address, channel))) => Ok(self.connected(config, line, address, channel)),
             Ok(Err(e)) => Err(self.fail(e).await),
             Err(_) => Err(self
@@ -417,7 +444,34 @@ impl Started {
     }
 }
 
+/// AutoMTLS, host side: trust exactly the certificate the plugin sent in its handshake line.
+fn auto_mtls(identity: &Identity, line: &HandshakeLine) -> Result<TlsConfigs, Error> {
+    let cert = line.server_cert.clone().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Handshake,
+            "AutoMTLS is on but the plugin sent no certificate in its handshake line: the plugin \
+             does not support AutoMTLS (or serves its own TLS); turn AutoMTLS off or configure \
+             manual TLS",
+        )
+    })?;
+    let peer = PinnedPeer::new([cert]).map_err(|e| {
+        Error::with_source(
+            ErrorKind::Handshake,
+            "the plugin's certificate is unusable",
+            e,
+        )
+    })?;
+    TlsConfigs::pinned(identity, &peer)
+        .map_err(|e| Error::with_source(ErrorKind::Connect, "could not set up AutoMTLS", e))
+}
+
 fn check_config(config: &PluginConfig) -> Result<(), Error> {
+    if !config.auto_mtls && config.tls.as_ref().is_some_and(|t| t.client.is_none()) {
+        return Err(Error::new(
+            ErrorKind::Config,
+            "manual TLS needs a client configuration to dial the plugin: pass one to TlsConfigs::custom",
+        ));
+    }
     if config.versions.is_empty() {
         return Err(Error::new(
             ErrorKind::Config,
@@ -434,7 +488,11 @@ fn check_config(config: &PluginConfig) -> Result<(), Error> {
 }
 
 /// Sets go-plugin's environment on the command, in go-plugin's order.
-fn build_command(config: &mut PluginConfig, versions: &[u32]) -> tokio::process::Command {
+fn build_command(
+    config: &mut PluginConfig,
+    versions: &[u32],
+    client_cert_pem: Option<&str>,
+) -> tokio::process::Command {
     let mut command = std::mem::replace(&mut config.command, std::process::Command::new(""));
     let own: Vec<_> = command
         .get_envs()
@@ -451,7 +509,7 @@ fn build_command(config: &mut PluginConfig, versions: &[u32]) -> tokio::process:
         min_port: config.min_port,
         max_port: config.max_port,
         multiplex: false,
-        client_cert_pem: None,
+        client_cert_pem,
         unix_socket_group: config.unix_socket_group.as_deref(),
         unix_socket_dir: config
             .unix_socket_dir
@@ -463,18 +521,29 @@ fn build_command(config: &mut PluginConfig, versions: &[u32]) -> tokio::process:
     tokio::process::Command::from(command)
 }
 
-async fn connect(line: &HandshakeLine) -> Result<(Address, Channel), Error> {
+async fn connect(
+    line: &HandshakeLine,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<(Address, Channel), Error> {
     let address = Address::new(line.network, &line.address);
     let dial_address = address.clone();
+    let over_tls = if tls.is_some() { " over TLS" } else { "" };
     let channel = transport::channel(move || {
         let address = dial_address.clone();
-        async move { address.dial().await }
+        let tls = tls.clone();
+        async move {
+            let io = address.dial().await?;
+            match tls {
+                Some(config) => transport::tls_connect(io, config).await,
+                None => Ok(io),
+            }
+        }
     })
     .await
     .map_err(|e| {
         Error::with_source(
             ErrorKind::Connect,
-            format!("could not connect to the plugin at {address}"),
+            format!("could not connect to the plugin at {address}{over_tls}"),
             e,
         )
     })?;
@@ -625,7 +694,7 @@ mod tests {
                 .plugins(3, ["b"])
                 .skip_host_env(true)
                 .build();
-        let command = build_command(&mut config, &[1, 3]);
+        let command = build_command(&mut config, &[1, 3], Some("PEM"));
         let envs: Vec<_> = command
             .as_std()
             .get_envs()
@@ -649,6 +718,7 @@ mod tests {
         );
         assert_eq!(get("K").as_deref(), Some("V"));
         assert_eq!(get("PLUGIN_MIN_PORT").as_deref(), Some("10000"));
+        assert_eq!(get("PLUGIN_CLIENT_CERT").as_deref(), Some("PEM"));
         assert!(
             get("PATH").is_none(),
             "skip_host_env leaves the host's environment out"

@@ -82,7 +82,15 @@ async fn serve_with_env(mut config: ServeConfig, env: PluginEnv) -> Result<(), S
     .map_err(ServeError::Listen)?;
 
     let (tls, server_cert) = match config.tls_provider.take() {
-        Some(provider) => (Some(provider().map_err(ServeError::Tls)?), None),
+        Some(provider) => {
+            let configs = provider().map_err(ServeError::Tls)?;
+            if configs.server.is_none() {
+                return Err(ServeError::Tls(
+                    "the TLS provider returned no server configuration".into(),
+                ));
+            }
+            (Some(configs), None)
+        }
         None => match env.client_cert_pem() {
             Some(pem) => {
                 let (configs, cert) = auto_mtls(&pem).map_err(|e| ServeError::Tls(e.into()))?;
@@ -122,7 +130,7 @@ async fn serve_with_env(mut config: ServeConfig, env: PluginEnv) -> Result<(), S
     set.register(&mut routes);
 
     let (tx, incoming) = transport::incoming();
-    let accept = transport::spawn_accept_loop(listener, tls.map(|t| t.server), tx);
+    let accept = transport::spawn_accept_loop(listener, tls.and_then(|t| t.server), tx);
     let server = tonic::transport::Server::builder()
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());

@@ -221,40 +221,58 @@ impl PinnedPeer {
 }
 
 /// TLS client and server configurations for one side of a plugin connection.
-#[derive(Clone)]
+///
+/// Each side is TLS client on some connections and TLS server on others: the host dials the
+/// plugin (and brokered services the plugin serves) and accepts brokered callbacks; the plugin
+/// accepts the host and dials the host's brokered services.
+#[derive(Clone, Default)]
 pub struct TlsConfigs {
-    /// Used when this side dials (host: main and brokered connections; plugin: brokered).
-    pub client: Arc<rustls::ClientConfig>,
-    /// Used when this side accepts (plugin: main and brokered; host: brokered callbacks).
-    pub server: Arc<rustls::ServerConfig>,
+    /// Used when this side dials.
+    pub client: Option<Arc<rustls::ClientConfig>>,
+    /// Used when this side accepts.
+    pub server: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl fmt::Debug for TlsConfigs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsConfigs").finish_non_exhaustive()
+        f.debug_struct("TlsConfigs")
+            .field("client", &self.client.is_some())
+            .field("server", &self.server.is_some())
+            .finish()
     }
 }
 
 impl TlsConfigs {
-    /// AutoMTLS: present `identity`, trust only `peer`, in both directions.
+    /// AutoMTLS: present `identity`, trust only `peer`, in both directions (TLS 1.3, ALPN `h2`).
     pub fn pinned(identity: &Identity, peer: &PinnedPeer) -> Result<Self, TlsError> {
         Ok(TlsConfigs {
-            client: Arc::new(client_config(identity, peer)?),
-            server: Arc::new(server_config(identity, peer)?),
+            client: Some(Arc::new(client_config(identity, peer)?)),
+            server: Some(Arc::new(server_config(identity, peer)?)),
         })
     }
 
-    /// Configurations the application built itself (manual TLS). ALPN `h2` is added when missing.
-    pub fn custom(mut client: rustls::ClientConfig, mut server: rustls::ServerConfig) -> Self {
-        for alpn in [&mut client.alpn_protocols, &mut server.alpn_protocols] {
-            if !alpn.iter().any(|p| p == ALPN_H2) {
-                alpn.push(ALPN_H2.to_vec());
-            }
-        }
+    /// Configurations the application built itself (manual TLS, go-plugin's `TLSConfig` and
+    /// `TLSProvider`). ALPN `h2` is added where missing, since grpc-go requires it.
+    pub fn custom(
+        client: Option<rustls::ClientConfig>,
+        server: Option<rustls::ServerConfig>,
+    ) -> Self {
         TlsConfigs {
-            client: Arc::new(client),
-            server: Arc::new(server),
+            client: client.map(|mut c| {
+                add_h2(&mut c.alpn_protocols);
+                Arc::new(c)
+            }),
+            server: server.map(|mut s| {
+                add_h2(&mut s.alpn_protocols);
+                Arc::new(s)
+            }),
         }
+    }
+}
+
+fn add_h2(alpn: &mut Vec<Vec<u8>>) {
+    if !alpn.iter().any(|p| p == ALPN_H2) {
+        alpn.push(ALPN_H2.to_vec());
     }
 }
 
@@ -498,8 +516,11 @@ mod tests {
         )
         .expect("configs");
         let (a, b) = tokio::io::duplex(64 * 1024);
+        let (Some(client_config), Some(server_config)) = (client.client, server.server) else {
+            panic!("pinned configs have both sides");
+        };
         let accept = async move {
-            let mut s = tokio_rustls::TlsAcceptor::from(server.server)
+            let mut s = tokio_rustls::TlsAcceptor::from(server_config)
                 .accept(b)
                 .await
                 .map_err(|e| format!("server: {e}"))?;
@@ -511,7 +532,7 @@ mod tests {
             Ok::<_, String>(())
         };
         let connect = async move {
-            let mut c = tokio_rustls::TlsConnector::from(client.client)
+            let mut c = tokio_rustls::TlsConnector::from(client_config)
                 .connect(server_name(), a)
                 .await
                 .map_err(|e| format!("client: {e}"))?;

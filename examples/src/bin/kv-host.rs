@@ -1,5 +1,6 @@
 //! A drop-in replacement for go-plugin's `examples/grpc` host:
 //! `KV_PLUGIN=<command> kv-host put KEY VALUE` and `KV_PLUGIN=<command> kv-host get KEY`.
+//! `--auto-mtls` before the subcommand turns on go-plugin's AutoMTLS.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -25,7 +26,11 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(args: &[String]) -> anyhow::Result<()> {
+async fn run(mut args: &[String]) -> anyhow::Result<()> {
+    let auto_mtls = args.first().is_some_and(|a| a == "--auto-mtls");
+    if auto_mtls {
+        args = &args[1..];
+    }
     let command = std::env::var("KV_PLUGIN").context("set KV_PLUGIN to the plugin command")?;
     if let Ok(proto) = std::env::var("KV_PROTO")
         && proto != "grpc"
@@ -37,6 +42,7 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
         plugwire_examples::shell_command(&command),
     )
     .plugins(1, ["kv_grpc"])
+    .auto_mtls(auto_mtls)
     .build();
     let plugin = Plugin::launch(config).await?;
     let result = call(&plugin, args).await;

@@ -63,6 +63,8 @@ type options struct {
 	versions []int
 	cookie   plugin.HandshakeConfig
 	timeout  time.Duration
+	autoMTLS bool
+	tls      bool
 }
 
 type host struct {
@@ -93,6 +95,14 @@ func launch(o options) *host {
 	}
 	if o.timeout > 0 {
 		config.StartTimeout = o.timeout
+	}
+	config.AutoMTLS = o.autoMTLS
+	if o.tls {
+		tlsConfig, err := fixture.TLSConfig("host")
+		if err != nil {
+			fail("manual TLS: %v", err)
+		}
+		config.TLSConfig = tlsConfig
 	}
 	return &host{client: plugin.NewClient(config), logs: logs, stderr: stderr}
 }
@@ -139,11 +149,14 @@ func main() {
 	pluginPath := flag.String("plugin", "", "plugin executable")
 	mode := flag.String("mode", "serve", "plugin mode (its first argument)")
 	scenario := flag.String("scenario", "", "scenario name")
+	autoMTLS := flag.Bool("mtls", false, "AutoMTLS")
+	manualTLS := flag.Bool("tls", false, "manual TLS from $FIXTURE_TLS_DIR")
 	flag.Parse()
 	if *pluginPath == "" || *scenario == "" {
 		fail("usage: fixture-host -plugin PATH [-mode MODE] -scenario NAME")
 	}
-	o := options{plugin: *pluginPath, mode: *mode, versions: []int{1}, cookie: fixture.Handshake}
+	o := options{plugin: *pluginPath, mode: *mode, versions: []int{1}, cookie: fixture.Handshake,
+		autoMTLS: *autoMTLS, tls: *manualTLS}
 	ctx := context.Background()
 
 	switch *scenario {
@@ -255,6 +268,20 @@ func main() {
 		}
 		report("double", d.Output)
 		h.kill()
+
+	case "refused":
+		// The plugin must not be reachable: the start or the first call fails.
+		h := launch(o)
+		rpc, err := h.client.Client()
+		if err != nil {
+			report("refused", true)
+			report("error", err.Error())
+		} else {
+			err := rpc.Ping()
+			report("refused", err != nil)
+			report("error", errText(err))
+		}
+		h.client.Kill()
 
 	default:
 		fail("unknown scenario %q", *scenario)

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -42,6 +43,9 @@ func main() {
 	switch mode {
 	case "serve", "crash":
 		config.VersionedPlugins = map[int]plugin.PluginSet{1: set()}
+	case "manual-tls":
+		config.VersionedPlugins = map[int]plugin.PluginSet{1: set()}
+		config.TLSProvider = func() (*tls.Config, error) { return fixture.TLSConfig("plugin") }
 	case "versioned":
 		config.VersionedPlugins = map[int]plugin.PluginSet{2: set(), 3: set(), 5: set()}
 	case "mismatch":

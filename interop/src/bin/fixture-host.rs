@@ -19,6 +19,10 @@ struct Options {
     plugin: String,
     mode: String,
     scenario: String,
+    /// AutoMTLS.
+    mtls: bool,
+    /// Manual TLS from the material in `FIXTURE_TLS_DIR`.
+    tls: bool,
 }
 
 fn parse_args() -> anyhow::Result<Options> {
@@ -26,21 +30,25 @@ fn parse_args() -> anyhow::Result<Options> {
         plugin: String::new(),
         mode: "serve".into(),
         scenario: String::new(),
+        mtls: false,
+        tls: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .with_context(|| format!("{flag} needs a value"))?;
+        let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
         match flag.trim_start_matches('-') {
-            "plugin" => options.plugin = value,
-            "mode" => options.mode = value,
-            "scenario" => options.scenario = value,
+            "plugin" => options.plugin = value()?,
+            "mode" => options.mode = value()?,
+            "scenario" => options.scenario = value()?,
+            "mtls" => options.mtls = true,
+            "tls" => options.tls = true,
             other => bail!("unknown flag -{other}"),
         }
     }
     if options.plugin.is_empty() || options.scenario.is_empty() {
-        bail!("usage: plugwire-fixture-host -plugin PATH [-mode MODE] -scenario NAME");
+        bail!(
+            "usage: plugwire-fixture-host -plugin PATH [-mode MODE] -scenario NAME [-mtls] [-tls]"
+        );
     }
     Ok(options)
 }
@@ -75,6 +83,8 @@ struct Launch<'a> {
     cookie: MagicCookie,
     start_timeout: Option<Duration>,
     socket_dir: Option<std::path::PathBuf>,
+    tls: Option<plugwire_host::TlsConfigs>,
+    secure: Option<plugwire_host::SecureConfig>,
     stderr: Captured,
 }
 
@@ -86,6 +96,8 @@ impl<'a> Launch<'a> {
             cookie: plugwire_interop::cookie(),
             start_timeout: None,
             socket_dir: None,
+            tls: None,
+            secure: None,
             stderr: Captured::default(),
         }
     }
@@ -103,6 +115,13 @@ impl<'a> Launch<'a> {
         }
         if let Some(dir) = &self.socket_dir {
             builder = builder.unix_socket_dir(dir);
+        }
+        builder = builder.auto_mtls(self.options.mtls);
+        if let Some(configs) = &self.tls {
+            builder = builder.tls(configs.clone());
+        }
+        if let Some(secure) = &self.secure {
+            builder = builder.secure_config(secure.clone());
         }
         let plugin = Plugin::launch(builder.build()).await;
         if let Ok(plugin) = &plugin {
@@ -144,6 +163,10 @@ fn status_text<T>(result: Result<T, impl std::fmt::Display>) -> String {
 
 async fn run(options: &Options) -> anyhow::Result<()> {
     let mut launch = Launch::new(options);
+    if options.tls {
+        let dir = std::env::var_os(plugwire_interop::tls::TLS_DIR_VAR).unwrap_or_default();
+        launch.tls = Some(plugwire_interop::tls::configs(dir.as_ref(), "host")?);
+    }
     match options.scenario.as_str() {
         "kv" => {
             let plugin = launch.start().await?;
@@ -278,8 +301,118 @@ async fn run(options: &Options) -> anyhow::Result<()> {
             kill(&plugin).await;
             std::fs::remove_dir(&dir)?;
         }
+        "refused" => {
+            // The plugin must not be reachable: the launch or the first call fails.
+            match launch.start().await {
+                Ok(plugin) => {
+                    let ping = plugin.ping().await;
+                    report("refused", ping.is_err());
+                    report("error", status_text(ping));
+                    plugin.kill().await;
+                }
+                Err(e) => {
+                    report("refused", true);
+                    report("error", e.chain());
+                }
+            }
+        }
+        "tls-rejections" => tls_rejections(options).await?,
+        "secure" => {
+            // The right SHA-256 launches; a wrong one launches nothing.
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(std::fs::read(&options.plugin)?).to_vec();
+            launch.secure = Some(plugwire_host::SecureConfig::sha256(digest.clone()));
+            let plugin = launch.start().await?;
+            report("right_checksum", "ok");
+            plugin.kill().await;
+            let mut wrong = digest;
+            wrong[0] ^= 0xff;
+            launch.secure = Some(plugwire_host::SecureConfig::sha256(wrong));
+            match launch.start().await {
+                Ok(plugin) => {
+                    report("wrong_checksum", "launched");
+                    plugin.kill().await;
+                }
+                Err(e) => {
+                    report("wrong_checksum", format!("{:?}", e.kind()));
+                    report("error", e.chain());
+                    report("launched", e.exit_status().is_some());
+                }
+            }
+        }
         other => bail!("unknown scenario {other:?}"),
     }
+    Ok(())
+}
+
+/// Drives an AutoMTLS plugin by hand: a host that presents a certificate other than the one it
+/// passed in `PLUGIN_CLIENT_CERT`, and a plaintext host, must both be refused; the right
+/// certificate must work (which also shuts the plugin down gracefully).
+async fn tls_rejections(options: &Options) -> anyhow::Result<()> {
+    use plugwire_protocol::handshake::HandshakeLine;
+    use plugwire_protocol::tls::{Identity, PinnedPeer, TlsConfigs};
+    use plugwire_protocol::transport::{self, Address};
+    use tokio::io::AsyncBufReadExt as _;
+
+    let announced = Identity::generate()?;
+    let stranger = Identity::generate()?;
+    let mut child = tokio::process::Command::new(&options.plugin)
+        .arg(&options.mode)
+        .env("TEST_MAGIC_COOKIE", "test")
+        .env("PLUGIN_PROTOCOL_VERSIONS", "1")
+        .env("PLUGIN_CLIENT_CERT", announced.cert_pem())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await??
+        .context("no handshake line")?;
+    let line = HandshakeLine::parse(&line)?;
+    let plugin_cert = line
+        .server_cert
+        .clone()
+        .context("no certificate in the handshake line")?;
+    let pinned = PinnedPeer::new([plugin_cert])?;
+    let address = Address::new(line.network, &line.address);
+
+    let attempt = |tls: Option<TlsConfigs>| {
+        let address = address.clone();
+        async move {
+            let channel = transport::lazy_channel(move || {
+                let address = address.clone();
+                let client = tls.as_ref().and_then(|t| t.client.clone());
+                async move {
+                    let io = address.dial().await?;
+                    match client {
+                        Some(config) => transport::tls_connect(io, config).await,
+                        None => Ok(io),
+                    }
+                }
+            });
+            let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+            let checked = tokio::time::timeout(
+                Duration::from_secs(10),
+                health.check(tonic_health::pb::HealthCheckRequest {
+                    service: "plugin".into(),
+                }),
+            )
+            .await;
+            (matches!(checked, Ok(Ok(_))), channel)
+        }
+    };
+    let (stranger_ok, _) = attempt(Some(TlsConfigs::pinned(&stranger, &pinned)?)).await;
+    report("stranger_refused", !stranger_ok);
+    let (plaintext_ok, _) = attempt(None).await;
+    report("plaintext_refused", !plaintext_ok);
+    let (right_ok, channel) = attempt(Some(TlsConfigs::pinned(&announced, &pinned)?)).await;
+    report("right_cert_ok", right_ok);
+    let mut controller =
+        plugwire_protocol::pb::grpc_controller_client::GrpcControllerClient::new(channel);
+    let _ = controller.shutdown(plugwire_protocol::pb::Empty {}).await;
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+    report("exit_ok", matches!(status, Ok(Ok(s)) if s.success()));
     Ok(())
 }
 

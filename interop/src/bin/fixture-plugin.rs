@@ -51,8 +51,11 @@ fn main() -> ExitCode {
     let kv = Arc::new(MemoryKv::default());
     let mut versions: &[u32] = &[1];
     let mut transport = Transport::Unix;
+    let mut manual_tls = false;
     match mode.as_str() {
         "serve" | "crash" => {}
+        "manual-tls" => manual_tls = true,
+        "mitm-cert" => return run(mitm_cert()),
         "versioned" => versions = &[2, 3, 5],
         "mismatch" => versions = &[2],
         "tcp" => transport = Transport::Tcp,
@@ -80,6 +83,11 @@ fn main() -> ExitCode {
         .transport(transport)
         .reflection_descriptors(plugwire_interop::pb::FILE_DESCRIPTOR_SET)
         .reflection_descriptors(kv::FILE_DESCRIPTOR_SET);
+    if manual_tls {
+        let dir = std::env::var_os(plugwire_interop::tls::TLS_DIR_VAR).unwrap_or_default();
+        builder =
+            builder.tls_provider(move || plugwire_interop::tls::configs(dir.as_ref(), "plugin"));
+    }
     for &version in versions {
         let set = PluginSet::new()
             .add(plugwire_interop::PLUGIN_NAME, TestServer::new(TestImpl))
@@ -89,23 +97,58 @@ fn main() -> ExitCode {
             );
         builder = builder.plugins(version, set);
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    run(async move { serve(builder.build()).await.map_err(Into::into) })
+}
+
+fn run(future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("fixture-plugin: no runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match runtime.block_on(serve(builder.build())) {
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(future));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("fixture-plugin: {e}");
+            eprintln!("fixture-plugin: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// An impostor under AutoMTLS: advertises one certificate in its handshake line but serves TLS
+/// with another (a valid P-521 one that trusts the host). Hosts must refuse it.
+async fn mitm_cert() -> anyhow::Result<()> {
+    use plugwire_protocol::handshake::{HandshakeLine, Protocol};
+    use plugwire_protocol::tls::{Identity, PinnedPeer, TlsConfigs};
+    use plugwire_protocol::transport::{self, Listener};
+    let host_pem = std::env::var("PLUGIN_CLIENT_CERT")?;
+    let host = PinnedPeer::from_pem(&host_pem, "PLUGIN_CLIENT_CERT")?;
+    let advertised = Identity::generate()?;
+    let served = Identity::generate()?;
+    let listener = Listener::unix(None, None)?;
+    let line = HandshakeLine {
+        app_version: 1,
+        network: listener.address().network(),
+        address: listener.address().to_field(),
+        protocol: Protocol::Grpc,
+        server_cert: Some(advertised.cert().clone()),
+        multiplex: None,
+    };
+    let tls = TlsConfigs::pinned(&served, &host)?;
+    let (tx, incoming) = transport::incoming();
+    let _accept = transport::spawn_accept_loop(listener, tls.server, tx);
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{line}")?;
+        stdout.flush()?;
+    }
+    let (_, health) = tonic_health::server::health_reporter();
+    let serve = tonic::transport::Server::builder()
+        .add_service(health)
+        .serve_with_incoming(incoming);
+    // The host gives up at once; linger a bounded time so it is the one ending this.
+    let _ = tokio::time::timeout(LINGER, serve).await;
+    Ok(())
 }
 
 #[derive(Default)]
