@@ -6,6 +6,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use plugwire_protocol::broker::AddressTranslator;
 use plugwire_protocol::env::{DEFAULT_MAX_PORT, DEFAULT_MIN_PORT};
 use plugwire_protocol::tls::TlsConfigs;
 use plugwire_protocol::{MagicCookie, Protocol};
@@ -33,6 +36,8 @@ pub struct PluginConfig {
     pub(crate) auto_mtls: bool,
     pub(crate) tls: Option<TlsConfigs>,
     pub(crate) secure: Option<SecureConfig>,
+    pub(crate) multiplex: bool,
+    pub(crate) translator: Option<Arc<dyn AddressTranslator>>,
 }
 
 impl fmt::Debug for PluginConfig {
@@ -47,6 +52,7 @@ impl fmt::Debug for PluginConfig {
             .field("auto_mtls", &self.auto_mtls)
             .field("tls", &self.tls)
             .field("secure", &self.secure)
+            .field("multiplex", &self.multiplex)
             .finish_non_exhaustive()
     }
 }
@@ -81,6 +87,8 @@ impl PluginConfig {
                 auto_mtls: false,
                 tls: None,
                 secure: None,
+                multiplex: false,
+                translator: None,
             },
         }
     }
@@ -186,6 +194,22 @@ impl PluginConfigBuilder {
     /// `SecureConfig`).
     pub fn secure_config(mut self, secure: SecureConfig) -> Self {
         self.config.secure = Some(secure);
+        self
+    }
+
+    /// gRPC broker multiplexing (go-plugin's `GRPCBrokerMultiplex`): brokered connections ride
+    /// the one plugin connection (yamux) instead of new sockets. The plugin must answer `true`
+    /// in its handshake line, else the launch fails.
+    pub fn multiplex(mut self, enabled: bool) -> Self {
+        self.config.multiplex = enabled;
+        self
+    }
+
+    /// Rewrites addresses between the plugin's view and the host's (go-plugin's runner
+    /// `AddrTranslator`), e.g. for a plugin in a container: applied to the handshake address and
+    /// to every brokered address.
+    pub fn address_translator(mut self, translator: impl AddressTranslator) -> Self {
+        self.config.translator = Some(Arc::new(translator));
         self
     }
 

@@ -32,6 +32,8 @@
 //! | `rpcClient.Dispense(name)` | [`Plugin::dispense`]`(name, KvClient::new)` |
 //! | `Ping()` / `Kill()` / `Exited()` | [`Plugin::ping`] / [`Plugin::kill`] / [`Plugin::exited`] |
 //! | `NegotiatedVersion()` | [`Plugin::version`] |
+//! | the `GRPCBroker` given to `GRPCClient` | [`Plugin::broker`] |
+//! | `AutoMTLS`, `TLSConfig`, `SecureConfig`, `GRPCBrokerMultiplex` | [`PluginConfigBuilder`] |
 //!
 //! The plugin's stderr becomes `tracing` events (target `plugwire::plugin`) at the levels its
 //! hclog JSON or `[LEVEL]` prefixes say; see [`LogParser`].
@@ -54,6 +56,7 @@ pub use config::{DEFAULT_START_TIMEOUT, PluginConfig, PluginConfigBuilder};
 pub use error::{Error, ErrorKind};
 pub use log::{Level, LogEntry, LogParser, RawSink};
 pub use plugin::{GRACEFUL_EXIT_TIMEOUT, KillReport, Plugin};
+pub use plugwire_protocol::broker::{AddressTranslator, Broker, BrokerError, BrokeredServer};
 pub use plugwire_protocol::tls::TlsConfigs;
 pub use plugwire_protocol::transport::{Address, MAX_MESSAGE_SIZE};
 pub use plugwire_protocol::{HandshakeError, MagicCookie, Network, Protocol};

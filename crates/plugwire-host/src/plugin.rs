@@ -6,16 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plugwire_protocol::Protocol;
+use plugwire_protocol::broker::{AddressTranslator, Broker, BrokerConfig, BrokerListen};
 use plugwire_protocol::env::HostEnv;
 use plugwire_protocol::handshake::{HandshakeLine, HostExpectations, MAX_HANDSHAKE_LINE};
+use plugwire_protocol::mux::Role;
+use plugwire_protocol::pb::Empty;
 use plugwire_protocol::pb::grpc_broker_client::GrpcBrokerClient;
 use plugwire_protocol::pb::grpc_controller_client::GrpcControllerClient;
 use plugwire_protocol::pb::grpc_stdio_client::GrpcStdioClient;
-use plugwire_protocol::pb::{ConnInfo, Empty};
 use plugwire_protocol::tls::{Identity, PinnedPeer, TlsConfigs};
 use plugwire_protocol::transport::{self, Address};
 use tokio::io::AsyncBufReadExt;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -56,7 +58,7 @@ pub struct Plugin {
     process: Arc<Process>,
     stderr_done: Mutex<Option<JoinHandle<()>>>,
     background: Vec<JoinHandle<()>>,
-    broker_close: CancellationToken,
+    broker: Broker,
     killed: Mutex<Option<KillReport>>,
 }
 
@@ -148,6 +150,12 @@ impl Plugin {
         self.process.pid()
     }
 
+    /// The host's broker for this plugin: serve callbacks to the plugin
+    /// ([`Broker::accept_and_serve`]) or dial services it serves ([`Broker::dial`]).
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
     /// The gRPC channel to the plugin, for any tonic client.
     pub fn channel(&self) -> Channel {
         self.channel.clone()
@@ -213,7 +221,8 @@ impl Plugin {
         if let Some(report) = *killed {
             return report;
         }
-        self.broker_close.cancel();
+        // As go-plugin: close the broker first, then ask for shutdown.
+        self.broker.close();
         let mut graceful = false;
         if !self.exited() {
             let mut controller = GrpcControllerClient::new(self.channel.clone());
@@ -306,7 +315,7 @@ impl Started {
         let expect = HostExpectations {
             versions,
             allowed_protocols: &config.allowed_protocols,
-            multiplex: false,
+            multiplex: config.multiplex,
         };
         // Remember where the plugin listens even if the line is refused, to clean up after it.
         if let Ok(HandshakeLine {
@@ -338,23 +347,33 @@ impl Started {
 
         let tls = match (identity, &config.tls) {
             (Some(identity), _) => match auto_mtls(&identity, &line) {
-                Ok(tls) => Some(tls),
+                Ok(tls) => tls,
                 Err(e) => return Err(self.fail(e).await),
             },
-            (None, tls) => tls.clone(),
+            (None, tls) => tls.clone().unwrap_or_default(),
         };
+        let address = match translate(config.translator.as_deref(), &line) {
+            Ok(address) => address,
+            Err(e) => return Err(self.fail(e).await),
+        };
+        let broker = Broker::new(BrokerConfig {
+            role: Role::Host,
+            tls,
+            listen: BrokerListen::Unix {
+                dir: config.unix_socket_dir.clone(),
+                group: config.unix_socket_group.clone(),
+            },
+            translator: config.translator.clone(),
+            multiplex: config.multiplex,
+        });
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let client_tls = tls.as_ref().and_then(|t| t.client.clone());
-        match tokio::time::timeout(remaining, connect(&line, client_tls)).await {
-            Ok(Ok((address, channel))) => Ok(self.connected(config, line, address, channel)),
+        match tokio::time::timeout(remaining, connect(&address, &broker)).await {
+            Ok(Ok(channel)) => Ok(self.connected(config, line, address, channel, broker)),
             Ok(Err(e)) => Err(self.fail(e).await),
             Err(_) => Err(self
                 .fail(Error::new(
                     ErrorKind::StartTimeout,
-                    format!(
-                        "timeout while connecting to the plugin at {} {}",
-                        line.network, line.address
-                    ),
+                    format!("timeout while connecting to the plugin at {address}"),
                 ))
                 .await),
         }
@@ -366,14 +385,14 @@ impl Started {
         line: HandshakeLine,
         address: Address,
         channel: Channel,
+        broker: Broker,
     ) -> Plugin {
-        let broker_close = CancellationToken::new();
         let background = vec![
-            tokio::spawn(run_broker_stream(channel.clone(), broker_close.clone())),
+            tokio::spawn(run_broker_stream(channel.clone(), broker.clone())),
             tokio::spawn(run_stdio(
                 channel.clone(),
                 self.name.clone(),
-                broker_close.clone(),
+                broker.clone(),
             )),
         ];
         let plugins = config
@@ -390,7 +409,7 @@ impl Started {
             process: self.process.clone(),
             stderr_done: Mutex::new(self.stderr_task.take()),
             background,
-            broker_close,
+            broker,
             killed: Mutex::new(None),
         }
     }
@@ -508,7 +527,7 @@ fn build_command(
         versions,
         min_port: config.min_port,
         max_port: config.max_port,
-        multiplex: false,
+        multiplex: config.multiplex,
         client_cert_pem,
         unix_socket_group: config.unix_socket_group.as_deref(),
         unix_socket_dir: config
@@ -521,33 +540,76 @@ fn build_command(
     tokio::process::Command::from(command)
 }
 
-async fn connect(
+/// The handshake address as the host must dial it (go-plugin's `PluginToHost`).
+fn translate(
+    translator: Option<&dyn AddressTranslator>,
     line: &HandshakeLine,
-    tls: Option<Arc<rustls::ClientConfig>>,
-) -> Result<(Address, Channel), Error> {
-    let address = Address::new(line.network, &line.address);
-    let dial_address = address.clone();
-    let over_tls = if tls.is_some() { " over TLS" } else { "" };
-    let channel = transport::channel(move || {
-        let address = dial_address.clone();
-        let tls = tls.clone();
-        async move {
-            let io = address.dial().await?;
-            match tls {
-                Some(config) => transport::tls_connect(io, config).await,
-                None => Ok(io),
-            }
-        }
-    })
-    .await
-    .map_err(|e| {
-        Error::with_source(
-            ErrorKind::Connect,
-            format!("could not connect to the plugin at {address}{over_tls}"),
-            e,
+) -> Result<Address, Error> {
+    let Some(translator) = translator else {
+        return Ok(Address::new(line.network, &line.address));
+    };
+    let (network, address) = translator
+        .plugin_to_host(line.network.as_str(), &line.address)
+        .map_err(|e| {
+            Error::with_source(
+                ErrorKind::Handshake,
+                "could not translate the plugin's address",
+                e,
+            )
+        })?;
+    let network = network.parse().map_err(|()| {
+        Error::new(
+            ErrorKind::Handshake,
+            format!("unknown address type: {address} (translated network {network:?})"),
         )
     })?;
-    Ok((address, channel))
+    Ok(Address::new(network, &address))
+}
+
+/// Connects the main gRPC channel: directly (TLS when configured), or, multiplexed, as the
+/// first stream of a yamux session on one raw connection.
+async fn connect(address: &Address, broker: &Broker) -> Result<Channel, Error> {
+    let connect_error = |e: &dyn std::fmt::Display| {
+        format!(
+            "could not connect to the plugin at {address}{}{}",
+            if broker.is_multiplexed() {
+                " (multiplexed)"
+            } else {
+                ""
+            },
+            e
+        )
+    };
+    let channel = if broker.is_multiplexed() {
+        // A Go plugin waits only ~5 s for this connection after printing its handshake line.
+        let raw = address
+            .dial()
+            .await
+            .map_err(|e| Error::with_source(ErrorKind::Connect, connect_error(&""), e))?;
+        broker.start_session(raw, None);
+        let broker = broker.clone();
+        transport::channel(move || {
+            let broker = broker.clone();
+            async move { broker.open_main().await }
+        })
+        .await
+    } else {
+        let tls = broker.client_tls();
+        let address = address.clone();
+        transport::channel(move || {
+            let address = address.clone();
+            let tls = tls.clone();
+            async move {
+                let io = address.dial().await?;
+                match tls {
+                    Some(config) => transport::tls_connect(io, config).await,
+                    None => Ok(io),
+                }
+            }
+        })
+        .await
+    };
+    channel.map_err(|e| Error::with_source(ErrorKind::Connect, connect_error(&""), e))
 }
 
 /// What stdout gave before the handshake.
@@ -635,18 +697,16 @@ async fn drain_stderr(task: &mut Option<JoinHandle<()>>, timeout: Duration) -> b
     }
 }
 
-/// Opens `plugin.GRPCBroker/StartStream` right after connecting, as a Go host does, and keeps
-/// it open until the broker is closed.
-async fn run_broker_stream(channel: Channel, close: CancellationToken) {
-    let (tx, rx) = mpsc::channel::<ConnInfo>(16);
-    let outbound = tokio_stream::wrappers::ReceiverStream::new(rx);
+/// Opens `plugin.GRPCBroker/StartStream` right after connecting, as a Go host does, and feeds
+/// the broker until it is closed.
+async fn run_broker_stream(channel: Channel, broker: Broker) {
     let mut client = GrpcBrokerClient::new(channel);
     let call = async {
-        match client.start_stream(outbound).await {
+        match client.start_stream(broker.outbound()).await {
             Ok(response) => {
                 let mut inbound = response.into_inner();
                 while let Ok(Some(info)) = inbound.message().await {
-                    tracing::debug!(service_id = info.service_id, "broker message ignored");
+                    broker.handle_inbound(info);
                 }
             }
             Err(status) => tracing::debug!(%status, "plugin has no broker stream"),
@@ -654,19 +714,18 @@ async fn run_broker_stream(channel: Channel, close: CancellationToken) {
     };
     tokio::select! {
         () = call => {}
-        () = close.cancelled() => {}
+        () = broker.closed() => {}
     }
-    drop(tx);
 }
 
 /// Opens `plugin.GRPCStdio/StreamStdio` and keeps draining it so the plugin never blocks.
-async fn run_stdio(channel: Channel, name: String, closing: CancellationToken) {
+async fn run_stdio(channel: Channel, name: String, broker: Broker) {
     let mut client =
         GrpcStdioClient::new(channel).max_decoding_message_size(transport::MAX_MESSAGE_SIZE);
     let mut stream = match client.stream_stdio(()).await {
         Ok(response) => response.into_inner(),
         // Killed while the stream was opening: nothing to report.
-        Err(_) if closing.is_cancelled() => return,
+        Err(_) if broker.is_closed() => return,
         Err(status) => {
             tracing::warn!(plugin = %name, %status, "stdio service not available, stdout/stderr syncing unavailable");
             return;

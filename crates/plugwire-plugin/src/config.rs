@@ -5,13 +5,14 @@ use std::convert::Infallible;
 use std::fmt;
 
 use plugwire_protocol::MagicCookie;
+use plugwire_protocol::broker::Broker;
 use plugwire_protocol::tls::TlsConfigs;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 
-/// Registers one plugin's services on the server being built.
-type Register = Box<dyn FnOnce(&mut RoutesBuilder) + Send>;
+/// Registers one plugin's services on the server being built, given the plugin's broker.
+type Register = Box<dyn FnOnce(&mut RoutesBuilder, &Broker) + Send>;
 
 /// The plugins served for one app-protocol version, each under its name.
 ///
@@ -30,7 +31,7 @@ impl PluginSet {
 
     /// Serves a tonic service (for example `KvServer::new(MyKv)`) as plugin `name`. Call again with
     /// the same name to serve several services under one plugin.
-    pub fn add<S>(mut self, name: impl Into<String>, service: S) -> Self
+    pub fn add<S>(self, name: impl Into<String>, service: S) -> Self
     where
         S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
             + NamedService
@@ -40,8 +41,25 @@ impl PluginSet {
             + 'static,
         S::Future: Send + 'static,
     {
-        let register: Register = Box::new(move |routes: &mut RoutesBuilder| {
-            routes.add_service(service);
+        self.add_with(name, move |_| service)
+    }
+
+    /// Serves the tonic service `make` builds, given the plugin's [`Broker`] (go-plugin's
+    /// `GRPCServer(broker, server)`): for services that dial the host's brokered services or serve
+    /// their own, e.g. `.add_with("counter", |broker| CounterServer::new(Counter::new(broker.clone())))`.
+    pub fn add_with<S, F>(mut self, name: impl Into<String>, make: F) -> Self
+    where
+        F: FnOnce(&Broker) -> S + Send + 'static,
+        S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let register: Register = Box::new(move |routes: &mut RoutesBuilder, broker: &Broker| {
+            routes.add_service(make(broker));
         });
         self.plugins.push((name.into(), vec![S::NAME], register));
         self
@@ -59,9 +77,9 @@ impl PluginSet {
             .flat_map(|(_, services, _)| services.iter().copied())
     }
 
-    pub(crate) fn register(self, routes: &mut RoutesBuilder) {
+    pub(crate) fn register(self, routes: &mut RoutesBuilder, broker: &Broker) {
         for (_, _, register) in self.plugins {
-            register(routes);
+            register(routes, broker);
         }
     }
 }
@@ -102,6 +120,7 @@ pub struct ServeConfig {
     pub(crate) transport: Transport,
     pub(crate) tls_provider: Option<TlsProvider>,
     pub(crate) descriptor_sets: Vec<&'static [u8]>,
+    pub(crate) multiplex: bool,
 }
 
 impl fmt::Debug for ServeConfig {
@@ -125,6 +144,7 @@ impl ServeConfig {
                 transport: Transport::default(),
                 tls_provider: None,
                 descriptor_sets: Vec::new(),
+                multiplex: true,
             },
         }
     }
@@ -166,6 +186,14 @@ impl ServeConfigBuilder {
     /// (tonic-prost-build writes one with `file_descriptor_set_path`).
     pub fn reflection_descriptors(mut self, encoded: &'static [u8]) -> Self {
         self.config.descriptor_sets.push(encoded);
+        self
+    }
+
+    /// Whether to multiplex brokered connections when the host asks (`PLUGIN_MULTIPLEX_GRPC`);
+    /// on by default. Off, the plugin answers `false` and a host that requires multiplexing
+    /// refuses it.
+    pub fn multiplex(mut self, supported: bool) -> Self {
+        self.config.multiplex = supported;
         self
     }
 

@@ -28,6 +28,8 @@
 //! | `HandshakeConfig{MagicCookieKey, MagicCookieValue}` | [`MagicCookie`] |
 //! | `Plugins` / `VersionedPlugins` | [`ServeConfigBuilder::plugins`] with a [`PluginSet`] per version |
 //! | `GRPCPlugin.GRPCServer` registering services | [`PluginSet::add`] with a tonic service |
+//! | `GRPCServer(broker, s)` using the broker | [`PluginSet::add_with`], given the [`Broker`] |
+//! | `broker.AcceptAndServe` / `broker.Dial` | [`Broker::accept_and_serve`] / [`Broker::dial`] |
 //! | `TLSProvider` | [`ServeConfigBuilder::tls_provider`] |
 //!
 //! [go-plugin]: https://github.com/hashicorp/go-plugin
@@ -38,4 +40,6 @@ mod services;
 
 pub use config::{PluginSet, ServeConfig, ServeConfigBuilder, TlsProvider, Transport};
 pub use plugwire_protocol::MagicCookie;
+pub use plugwire_protocol::broker::{Broker, BrokerError, BrokeredServer};
+pub use plugwire_protocol::tls::TlsConfigs;
 pub use serve::{ServeError, serve};

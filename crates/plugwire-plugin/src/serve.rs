@@ -4,8 +4,10 @@ use std::io::{self, Write as _};
 use std::time::Duration;
 
 use plugwire_protocol::PluginEnv;
+use plugwire_protocol::broker::{Broker, BrokerConfig, BrokerListen};
 use plugwire_protocol::env::{EnvError, negotiate_version};
 use plugwire_protocol::handshake::{HandshakeLine, Protocol};
+use plugwire_protocol::mux::Role;
 use plugwire_protocol::pb::grpc_broker_server::GrpcBrokerServer;
 use plugwire_protocol::pb::grpc_controller_server::GrpcControllerServer;
 use plugwire_protocol::pb::grpc_stdio_server::GrpcStdioServer;
@@ -15,13 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
 
 use crate::config::{ServeConfig, Transport};
-use crate::services::{Broker, Controller, Stdio};
+use crate::services::{BrokerService, Controller, Stdio};
 
 /// How long in-flight calls get to finish once shutdown starts. A Go host force-kills after 2 s.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
-
-/// The multiplexing answer this plugin gives in field 7 when a host asks for it.
-const MULTIPLEX_SUPPORTED: bool = false;
 
 /// Why [`serve`] could not serve.
 #[derive(Debug, thiserror::Error)]
@@ -100,13 +99,15 @@ async fn serve_with_env(mut config: ServeConfig, env: PluginEnv) -> Result<(), S
         },
     };
 
+    // Multiplex only when asked with a true value and supported; answer whenever asked at all.
+    let multiplex = config.multiplex && env.multiplex_enabled();
     let line = HandshakeLine {
         app_version: version,
         network: listener.address().network(),
         address: listener.address().to_field(),
         protocol: Protocol::Grpc,
         server_cert,
-        multiplex: env.multiplex_requested().then_some(MULTIPLEX_SUPPORTED),
+        multiplex: env.multiplex_requested().then_some(multiplex),
     };
     tracing::debug!(address = %listener.address(), version, "plugin address");
     {
@@ -119,18 +120,48 @@ async fn serve_with_env(mut config: ServeConfig, env: PluginEnv) -> Result<(), S
     let shutdown = CancellationToken::new();
     spawn_signal_handlers(shutdown.clone());
 
+    let tls = tls.unwrap_or_default();
+    let broker = Broker::new(BrokerConfig {
+        role: Role::Plugin,
+        tls: tls.clone(),
+        listen: match config.transport {
+            Transport::Unix => BrokerListen::Unix {
+                dir: env.unix_socket_dir(),
+                group: env.unix_socket_group(),
+            },
+            Transport::Tcp => BrokerListen::Tcp(env.port_range()?),
+        },
+        translator: None,
+        multiplex,
+    });
+
     let service_names: Vec<&'static str> = set.service_names().collect();
     let mut routes = RoutesBuilder::default();
     routes
         .add_service(health(&shutdown).await)
-        .add_service(GrpcBrokerServer::new(Broker::new(shutdown.clone())))
+        .add_service(GrpcBrokerServer::new(BrokerService::new(broker.clone())))
         .add_service(GrpcControllerServer::new(Controller::new(shutdown.clone())))
         .add_service(GrpcStdioServer::new(Stdio::new(shutdown.clone())));
     add_reflection(&mut routes, &config.descriptor_sets, &service_names);
-    set.register(&mut routes);
+    set.register(&mut routes, &broker);
 
     let (tx, incoming) = transport::incoming();
-    let accept = transport::spawn_accept_loop(listener, tls.and_then(|t| t.server), tx);
+    let accept = if multiplex {
+        // The host's first connection carries the yamux session; un-knocked streams on it reach
+        // the main server. Later raw connections (not made by Go hosts) are served directly.
+        let mut session_started = false;
+        let (broker, server_tls, main) = (broker.clone(), tls.server.clone(), tx.clone());
+        transport::spawn_accept_loop_with(listener, tx, move |io| {
+            if session_started {
+                transport::forward(io, server_tls.clone(), main.clone());
+            } else {
+                session_started = true;
+                broker.start_session(io, Some(main.clone()));
+            }
+        })
+    } else {
+        transport::spawn_accept_loop(listener, tls.server.clone(), tx)
+    };
     let server = tonic::transport::Server::builder()
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
@@ -145,6 +176,7 @@ async fn serve_with_env(mut config: ServeConfig, env: PluginEnv) -> Result<(), S
             Ok(())
         }
     };
+    broker.close();
     // Dropping the accept loop drops the listener, which removes the socket file.
     accept.abort();
     let _ = accept.await;

@@ -69,19 +69,19 @@ impl GrpcStdio for Stdio {
     }
 }
 
-/// `plugin.GRPCBroker`: accepts the host's control stream.
-pub(crate) struct Broker {
-    shutdown: CancellationToken,
+/// `plugin.GRPCBroker`: the host's control stream feeds the plugin's [`plugwire_protocol::broker::Broker`].
+pub(crate) struct BrokerService {
+    broker: plugwire_protocol::broker::Broker,
 }
 
-impl Broker {
-    pub(crate) fn new(shutdown: CancellationToken) -> Self {
-        Broker { shutdown }
+impl BrokerService {
+    pub(crate) fn new(broker: plugwire_protocol::broker::Broker) -> Self {
+        BrokerService { broker }
     }
 }
 
 #[tonic::async_trait]
-impl GrpcBroker for Broker {
+impl GrpcBroker for BrokerService {
     type StartStreamStream = BoxStream<ConnInfo>;
 
     async fn start_stream(
@@ -89,11 +89,12 @@ impl GrpcBroker for Broker {
         request: Request<Streaming<ConnInfo>>,
     ) -> Result<Response<Self::StartStreamStream>, Status> {
         let mut inbound = request.into_inner();
+        let broker = self.broker.clone();
         tokio::spawn(async move {
             while let Ok(Some(info)) = inbound.message().await {
-                tracing::debug!(service_id = info.service_id, "broker message ignored");
+                broker.handle_inbound(info);
             }
         });
-        Ok(Response::new(hold_open(self.shutdown.clone())))
+        Ok(Response::new(Box::pin(self.broker.outbound().map(Ok))))
     }
 }

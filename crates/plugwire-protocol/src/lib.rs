@@ -21,6 +21,8 @@
 //! | [`env`] | the environment contract, the magic cookie, version negotiation |
 //! | [`tls`] | AutoMTLS certificates (ECDSA P-521) and pinned-peer rustls configurations |
 //! | [`transport`] | listeners as go-plugin makes them, dialing, TLS wrapping, channel plumbing |
+//! | [`broker`] | go-plugin's `GRPCBroker`, plain and multiplexed, with its `ConnInfo`/knock bookkeeping |
+//! | [`mux`] | the yamux session of multiplexed mode |
 //! | [`pb`] | go-plugin's `plugin` protos: broker, controller, stdio |
 //!
 //! ```
@@ -35,8 +37,10 @@
 //! [plugwire]: https://github.com/plugwire/plugwire
 //! [go-plugin]: https://github.com/hashicorp/go-plugin
 
+pub mod broker;
 pub mod env;
 pub mod handshake;
+pub mod mux;
 pub mod tls;
 pub mod transport;
 

@@ -181,11 +181,16 @@ impl Listener {
             .rand_bytes(10)
             .make_in(&dir, |path| std::os::unix::net::UnixListener::bind(path))
             .map_err(|e| {
+                // sun_path holds 108 bytes on Linux, 104 on macOS.
+                let hint = if dir.as_os_str().len() > 80 {
+                    "; socket paths are limited to about 100 bytes, so choose a shorter directory"
+                } else {
+                    ""
+                };
                 io::Error::new(
                     e.kind(),
                     format!(
-                        "could not create a unix socket in {} ({e}); socket paths are limited to \
-                         about 100 bytes, so choose a short directory",
+                        "could not create a unix socket in {} ({e}){hint}",
                         dir.display()
                     ),
                 )
@@ -345,14 +350,27 @@ pub fn spawn_accept_loop(
     tls: Option<Arc<rustls::ServerConfig>>,
     tx: mpsc::Sender<io::Result<BoxedIo>>,
 ) -> tokio::task::JoinHandle<()> {
+    let closed = tx.clone();
+    spawn_accept_loop_with(listener, closed, move |io| {
+        forward(io, tls.clone(), tx.clone())
+    })
+}
+
+/// Accepts connections from `listener` and gives each to `handle`, until the returned task is
+/// aborted or `until` (the server's incoming sender) has no receiver any more.
+pub fn spawn_accept_loop_with(
+    listener: Listener,
+    until: mpsc::Sender<io::Result<BoxedIo>>,
+    mut handle: impl FnMut(BoxedIo) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let io = tokio::select! {
                 io = listener.accept() => io,
-                () = tx.closed() => return,
+                () = until.closed() => return,
             };
             match io {
-                Ok(io) => forward(io, tls.clone(), tx.clone()),
+                Ok(io) => handle(io),
                 Err(e) => {
                     tracing::debug!(error = %e, "accept failed");
                     // Out of file descriptors and the like: back off instead of spinning.
