@@ -15,6 +15,10 @@ export PLUGWIRE_EXAMPLES_DIR := $(CURDIR)/target/release
 
 GO_PLUGIN := github.com/hashicorp/go-plugin
 
+# The fixtures link both go-plugin examples' protos, which share the file name proto/kv.proto and
+# package `proto`; gRPC marshals through the Go types, so the registry conflict is harmless.
+FIXTURE_LDFLAGS := -ldflags=-X=google.golang.org/protobuf/reflect/protoregistry.conflictPolicy=ignore
+
 .PHONY: all build go-fixtures demo test check fmt-check clippy codegen codegen-check unit interop bench fuzz clean
 
 all: build
@@ -26,12 +30,12 @@ build:
 ## go-fixtures: the Go fixture host and plugin, and go-plugin v1.8.0's own examples, from source
 go-fixtures:
 	@command -v $(GO) >/dev/null || { echo "Go is required to build the Go fixtures (https://go.dev/dl/)"; exit 1; }
-	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/fixture-host ./cmd/fixture-host
-	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/fixture-plugin ./cmd/fixture-plugin
+	cd go-fixtures && $(GO) build $(FIXTURE_LDFLAGS) -o $(GO_FIXTURES)/fixture-host ./cmd/fixture-host
+	cd go-fixtures && $(GO) build $(FIXTURE_LDFLAGS) -o $(GO_FIXTURES)/fixture-plugin ./cmd/fixture-plugin
 	# The same fixtures with a current grpc-go, which (unlike the 1.61 go-plugin v1.8.0 pins)
 	# insists on ALPN h2 over TLS.
-	cd go-fixtures && $(GO) build -modfile=grpc-current.mod -o $(GO_FIXTURES)/fixture-host-grpc-current ./cmd/fixture-host
-	cd go-fixtures && $(GO) build -modfile=grpc-current.mod -o $(GO_FIXTURES)/fixture-plugin-grpc-current ./cmd/fixture-plugin
+	cd go-fixtures && $(GO) build $(FIXTURE_LDFLAGS) -modfile=grpc-current.mod -o $(GO_FIXTURES)/fixture-host-grpc-current ./cmd/fixture-host
+	cd go-fixtures && $(GO) build $(FIXTURE_LDFLAGS) -modfile=grpc-current.mod -o $(GO_FIXTURES)/fixture-plugin-grpc-current ./cmd/fixture-plugin
 	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/kv-go-host $(GO_PLUGIN)/examples/grpc
 	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/kv-go-plugin $(GO_PLUGIN)/examples/grpc/plugin-go-grpc
 	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/counter-go-host $(GO_PLUGIN)/examples/bidirectional
@@ -42,8 +46,10 @@ demo: build go-fixtures
 	@scripts/demo.sh
 
 ## test: everything CI runs: formatting, lints, codegen freshness, unit tests, the interop matrix
+# Interop cells mostly wait on child processes (and some on go-plugin's 5 s timeouts), so they
+# run with more threads than the CI machine has cores.
 test: fmt-check clippy codegen-check go-fixtures build
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --all-targets -- --test-threads=6
 	$(CARGO) test --workspace --doc
 
 fmt-check:

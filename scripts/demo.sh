@@ -22,5 +22,16 @@ export KV_PLUGIN=$rust/kv-plugin KV_PROTO=grpc
 show "$go/kv-go-host" put greeting "hello from a Go host" 2>/dev/null
 show "$go/kv-go-host" get greeting 2>/dev/null
 
-step "Both plugins kept their data in kv_<key> files in $work:"
-ls "$work"
+step "3. Bidirectional (the broker): plugwire counter-host + go-plugin's examples/bidirectional plugin"
+export COUNTER_PLUGIN=$go/counter-go-plugin
+show "$rust/counter-host" put visits 2
+show "$rust/counter-host" --mux --auto-mtls put visits 3
+show "$rust/counter-host" get visits
+
+step "4. go-plugin's examples/bidirectional host + plugwire counter-plugin, on the same data"
+export COUNTER_PLUGIN=$rust/counter-plugin
+show "$go/counter-go-host" put visits 10 2>/dev/null
+show "$go/counter-go-host" get visits 2>/dev/null
+
+step "The plugins kept their data in kv_<key> files in $work:"
+for f in "$work"/kv_*; do printf '%s: %s\n' "$(basename "$f")" "$(head -c 60 "$f" | tr '\n' ' ')"; done

@@ -4,9 +4,11 @@
 //! |---|---|---|
 //! | `kv-host` | `examples/grpc` (the host) | `KV_PLUGIN=<command> kv-host put KEY VALUE`, `... get KEY` |
 //! | `kv-plugin` | `examples/grpc/plugin-go-grpc` | launched by either host |
+//! | `counter-host` | `examples/bidirectional` (the host) | `COUNTER_PLUGIN=<command> counter-host [--mux] [--auto-mtls] put KEY N`, `... get KEY` |
+//! | `counter-plugin` | `examples/bidirectional/plugin-go-grpc` | launched by either host |
 //!
-//! Both use the same proto (package `proto`, service `KV`), handshake (cookie
-//! `BASIC_PLUGIN=hello`, version 1) and plugin name (`kv_grpc`) as go-plugin's example.
+//! They use the same protos (package `proto`), handshake (cookie `BASIC_PLUGIN=hello`, version 1)
+//! and plugin names (`kv_grpc`, `counter`) as go-plugin's examples.
 
 /// The generated protobuf code of the examples.
 #[allow(missing_docs, unreachable_pub, clippy::all, unused_qualifications)]
@@ -45,4 +47,9 @@ pub fn init_logging(var: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// An error with its causes, for messages sent back over gRPC.
+pub fn error_text(error: &dyn std::error::Error) -> String {
+    plugwire_plugin::error_chain(error)
 }

@@ -151,3 +151,115 @@ async fn rust_kv_host_reports_errors() {
     .that(!outcome.leaked, || "a process outlived its host".into());
     verdict("kv-host/errors", &outcome, e.result());
 }
+
+/// Runs `counter-host`/`counter-go-host` `args` against `plugin` in `dir`; returns what it
+/// printed, after checking it ran clean.
+async fn counter(cell: &str, dir: &Path, host: &Path, plugin: &Path, args: &[&str]) -> String {
+    let outcome = run_in(dir, host, "COUNTER_PLUGIN", plugin, args).await;
+    let mut e = Expect::default();
+    ran_clean(&outcome, &mut e);
+    verdict(&format!("{cell}/{}", args.join(" ")), &outcome, e.result());
+    outcome.stdout
+}
+
+/// plugwire's `counter-host` with go-plugin's bidirectional `plugin-go-grpc`: repeated puts
+/// accumulate through the host's AddHelper, in every broker and TLS mode.
+#[tokio::test]
+async fn rust_counter_host_with_go_example_plugin() {
+    let f = fixtures();
+    let host = example_binary("counter-host");
+    let plugin = f.go("counter-go-plugin");
+    for flags in [
+        &[][..],
+        &["--mux"],
+        &["--auto-mtls"],
+        &["--mux", "--auto-mtls"],
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cell = format!("counter-host/plugin-go-grpc{}", flags.concat());
+        let with =
+            |rest: &[&'static str]| -> Vec<&str> { flags.iter().chain(rest).copied().collect() };
+        counter(&cell, dir.path(), &host, &plugin, &with(&["put", "n", "2"])).await;
+        counter(&cell, dir.path(), &host, &plugin, &with(&["put", "n", "3"])).await;
+        let got = counter(&cell, dir.path(), &host, &plugin, &with(&["get", "n"])).await;
+        assert_eq!(got, "5\n", "{cell}");
+        let file = std::fs::read_to_string(dir.path().join("kv_n")).expect("kv_n");
+        assert_eq!(file, r#"{"Value":5}"#, "the Go plugin's file format");
+    }
+}
+
+/// go-plugin's bidirectional host with plugwire's `counter-plugin`.
+#[tokio::test]
+async fn go_example_counter_host_with_rust_plugin() {
+    let f = fixtures();
+    let host = f.go("counter-go-host");
+    let plugin = example_binary("counter-plugin");
+    let dir = tempfile::tempdir().expect("temp dir");
+    counter(
+        "counter-go-host/counter-plugin",
+        dir.path(),
+        &host,
+        &plugin,
+        &["put", "n", "2"],
+    )
+    .await;
+    counter(
+        "counter-go-host/counter-plugin",
+        dir.path(),
+        &host,
+        &plugin,
+        &["put", "n", "3"],
+    )
+    .await;
+    let got = counter(
+        "counter-go-host/counter-plugin",
+        dir.path(),
+        &host,
+        &plugin,
+        &["get", "n"],
+    )
+    .await;
+    assert_eq!(got, "5\n");
+    let file = std::fs::read_to_string(dir.path().join("kv_n")).expect("kv_n");
+    assert_eq!(
+        file, r#"{"Value":5}"#,
+        "the same file format as the Go plugin"
+    );
+}
+
+/// Go and Rust counter plugins take turns on the same data, under either host.
+#[tokio::test]
+async fn go_and_rust_counter_plugins_take_turns() {
+    let f = fixtures();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (rust_host, go_host) = (example_binary("counter-host"), f.go("counter-go-host"));
+    let (rust_plugin, go_plugin) = (example_binary("counter-plugin"), f.go("counter-go-plugin"));
+    let cell = "counter/turns";
+    counter(cell, dir.path(), &go_host, &go_plugin, &["put", "t", "1"]).await;
+    counter(
+        cell,
+        dir.path(),
+        &rust_host,
+        &rust_plugin,
+        &["put", "t", "10"],
+    )
+    .await;
+    counter(
+        cell,
+        dir.path(),
+        &go_host,
+        &rust_plugin,
+        &["put", "t", "100"],
+    )
+    .await;
+    counter(
+        cell,
+        dir.path(),
+        &rust_host,
+        &go_plugin,
+        &["--mux", "put", "t", "1000"],
+    )
+    .await;
+    let got = counter(cell, dir.path(), &go_host, &go_plugin, &["get", "t"]).await;
+    assert_eq!(got, "1111\n");
+}

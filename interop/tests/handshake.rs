@@ -108,12 +108,39 @@ const CASES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The same, for a host that asked for broker multiplexing.
+const MUX_CASES: &[(&str, &str, &str)] = &[
+    (
+        "print-line",
+        "1|1|unix|/p|grpc|",
+        "client requested gRPC broker multiplexing but plugin does not support the feature; for Go plugins, you will need to update the github.com/hashicorp/go-plugin dependency and recompile",
+    ),
+    (
+        "print-line",
+        "1|1|unix|/p|grpc||maybe",
+        "error parsing \"maybe\" as a boolean for gRPC broker multiplexing support",
+    ),
+    (
+        "print-line",
+        "1|1|unix|/p|grpc||false",
+        "client requested gRPC broker multiplexing but plugin does not support the feature",
+    ),
+];
+
 #[tokio::test]
 async fn every_bad_handshake_gets_its_own_error() {
     assert!(CASES.len() >= 20);
     let f = fixtures();
-    let runs = CASES.iter().map(|&(mode, line, want)| {
-        let run = Run::host(&f.rust_host, &f.rust_plugin, mode, "start").env("FIXTURE_LINE", line);
+    let cases = CASES
+        .iter()
+        .map(|c| (c, false))
+        .chain(MUX_CASES.iter().map(|c| (c, true)));
+    let runs = cases.map(|(&(mode, line, want), mux)| {
+        let mut run =
+            Run::host(&f.rust_host, &f.rust_plugin, mode, "start").env("FIXTURE_LINE", line);
+        if mux {
+            run.args.push("-mux".into());
+        }
         async move { (mode, line, want, run.run().await) }
     });
     for (mode, line, want, outcome) in futures_util::future::join_all(runs).await {

@@ -101,16 +101,10 @@ impl Error {
         self.kind == ErrorKind::Exited
     }
 
-    /// This error and its causes, joined by `: ` (what `{:#}` prints with anyhow).
+    /// This error and its causes, joined by `: `, without repeating a cause the chain already
+    /// shows.
     pub fn chain(&self) -> String {
-        let mut text = self.message.clone();
-        let mut next = std::error::Error::source(self);
-        while let Some(cause) = next {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            next = cause.source();
-        }
-        text
+        plugwire_protocol::error_chain(self)
     }
 }
 

@@ -39,7 +39,7 @@ mod serve;
 mod services;
 
 pub use config::{PluginSet, ServeConfig, ServeConfigBuilder, TlsProvider, Transport};
-pub use plugwire_protocol::MagicCookie;
 pub use plugwire_protocol::broker::{Broker, BrokerError, BrokeredServer};
 pub use plugwire_protocol::tls::TlsConfigs;
+pub use plugwire_protocol::{MagicCookie, error_chain};
 pub use serve::{ServeError, serve};

@@ -1001,7 +1001,7 @@ mod tests {
 
         let mux = pair(true);
         let err = mux.host.dial(99).await.expect_err("nobody serves 99");
-        let chain = error_chain(&err);
+        let chain = crate::error_chain(&err);
         assert!(
             chain.contains(
                 "failed to knock before dialling client: timeout waiting for multiplexing knock handshake on id 99"
@@ -1031,16 +1031,5 @@ mod tests {
             let left = std::fs::read_dir(p.sockets.path()).expect("dir").count();
             assert_eq!(left, 0, "listeners removed their sockets");
         }
-    }
-
-    fn error_chain(err: &dyn std::error::Error) -> String {
-        let mut text = err.to_string();
-        let mut next = err.source();
-        while let Some(e) = next {
-            text.push_str(": ");
-            text.push_str(&e.to_string());
-            next = e.source();
-        }
-        text
     }
 }

@@ -57,4 +57,20 @@ pub mod pb {
 }
 
 pub use env::{CookieError, MagicCookie, PluginEnv};
+
+/// An error and its causes joined by `: `, skipping a cause whose text the chain already shows
+/// (tonic and hyper wrap connection errors in layers that repeat their source's message).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let cause_text = cause.to_string();
+        if !cause_text.is_empty() && !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        next = cause.source();
+    }
+    text
+}
 pub use handshake::{HandshakeError, HandshakeLine, HostExpectations, Network, Protocol};

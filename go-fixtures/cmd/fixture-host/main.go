@@ -14,14 +14,18 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	counterproto "github.com/hashicorp/go-plugin/examples/bidirectional/proto"
 	kvproto "github.com/hashicorp/go-plugin/examples/grpc/proto"
 	grpctest "github.com/hashicorp/go-plugin/test/grpc"
+	"google.golang.org/grpc"
 
 	"github.com/plugwire/plugwire/go-fixtures/internal/fixture"
 )
@@ -65,6 +69,7 @@ type options struct {
 	timeout  time.Duration
 	autoMTLS bool
 	tls      bool
+	mux      bool
 }
 
 type host struct {
@@ -97,6 +102,7 @@ func launch(o options) *host {
 		config.StartTimeout = o.timeout
 	}
 	config.AutoMTLS = o.autoMTLS
+	config.GRPCBrokerMultiplex = o.mux
 	if o.tls {
 		tlsConfig, err := fixture.TLSConfig("host")
 		if err != nil {
@@ -124,11 +130,17 @@ func (h *host) dispense() (*fixture.Client, bool) {
 
 // kill stops the plugin and reports whether it went gracefully and how it exited.
 func (h *host) kill() {
+	reportRaces()
 	h.client.Kill()
 	logs := h.logs.String()
 	report("graceful", !strings.Contains(logs, "plugin failed to exit gracefully"))
 	report("exit_ok", strings.Contains(logs, "plugin process exited") && !strings.Contains(logs, "[ERROR] plugin: plugin process exited"))
 	report("exited", h.client.Exited())
+}
+
+// reportRaces reports how often go-plugin's multiplexing race was retried.
+func reportRaces() {
+	report("go_plugin_mux_race_retries", goPluginMuxRaces)
 }
 
 // afterFailedStart reports what a failed start left behind.
@@ -151,12 +163,13 @@ func main() {
 	scenario := flag.String("scenario", "", "scenario name")
 	autoMTLS := flag.Bool("mtls", false, "AutoMTLS")
 	manualTLS := flag.Bool("tls", false, "manual TLS from $FIXTURE_TLS_DIR")
+	mux := flag.Bool("mux", false, "gRPC broker multiplexing")
 	flag.Parse()
 	if *pluginPath == "" || *scenario == "" {
 		fail("usage: fixture-host -plugin PATH [-mode MODE] -scenario NAME")
 	}
 	o := options{plugin: *pluginPath, mode: *mode, versions: []int{1}, cookie: fixture.Handshake,
-		autoMTLS: *autoMTLS, tls: *manualTLS}
+		autoMTLS: *autoMTLS, tls: *manualTLS, mux: *mux}
 	ctx := context.Background()
 
 	switch *scenario {
@@ -196,7 +209,7 @@ func main() {
 		report("double", d.Output)
 		h.kill()
 
-	case "mismatch", "cookie-wrong", "cookie-missing", "start-timeout":
+	case "start", "mismatch", "cookie-wrong", "cookie-missing", "start-timeout":
 		switch *scenario {
 		case "cookie-wrong":
 			o.cookie.MagicCookieValue = "wrong"
@@ -269,6 +282,107 @@ func main() {
 		report("double", d.Output)
 		h.kill()
 
+	case "bidirectional":
+		// go-plugin's own broker test: the host serves PingPong, the plugin dials it, serves its
+		// own, and the host dials that.
+		h := launch(o)
+		c, ok := h.dispense()
+		if !ok {
+			os.Exit(1)
+		}
+		var resp *grpctest.BidirectionalResponse
+		var err error
+		for attempt := 0; attempt < 3; attempt++ {
+			id := c.Broker.NextId()
+			go c.Broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
+				srv := grpc.NewServer(opts...)
+				grpctest.RegisterPingPongServer(srv, fixture.PingPong{})
+				return srv
+			})
+			resp, err = c.Test.Bidirectional(ctx, &grpctest.BidirectionalRequest{Id: id})
+			if !goPluginMuxRace(err) {
+				break
+			}
+		}
+		report("plugin_dialed_host", errText(err))
+		if err == nil {
+			conn, err := c.Broker.Dial(resp.Id)
+			if err != nil {
+				fail("dial %d: %v", resp.Id, err)
+			}
+			pong, err := grpctest.NewPingPongClient(conn).Ping(ctx, &grpctest.PingRequest{})
+			if err != nil {
+				fail("ping: %v", err)
+			}
+			report("host_dialed_plugin", pong.Msg)
+			_ = conn.Close()
+		}
+		h.kill()
+
+	case "counter":
+		h := launch(o)
+		c, ok := h.dispense()
+		if !ok {
+			os.Exit(1)
+		}
+		for _, v := range []int64{2, 3} {
+			if err := counterPut(ctx, c, "k", v); err != nil {
+				fail("put: %v", err)
+			}
+		}
+		got, err := c.Counter.Get(ctx, &counterproto.GetRequest{Key: "k"})
+		if err != nil {
+			fail("get: %v", err)
+		}
+		report("count", got.Value)
+		h.kill()
+
+	case "churn":
+		// Many brokered connections in a row: report what the host holds before and after.
+		h := launch(o)
+		c, ok := h.dispense()
+		if !ok {
+			os.Exit(1)
+		}
+		if err := counterPut(ctx, c, "churn", 1); err != nil {
+			fail("warm-up put: %v", err)
+		}
+		fds, goroutines, sockets := countFDs(), runtime.NumGoroutine(), countSockets()
+		for i := 0; i < 200; i++ {
+			if err := counterPut(ctx, c, "churn", 1); err != nil {
+				fail("put %d: %v", i, err)
+			}
+		}
+		got, err := c.Counter.Get(ctx, &counterproto.GetRequest{Key: "churn"})
+		if err != nil {
+			fail("get: %v", err)
+		}
+		report("count", got.Value)
+		time.Sleep(100 * time.Millisecond) // let stopped servers' goroutines wind down
+		report("host_fds_grew", countFDs()-fds)
+		report("host_tasks_grew", runtime.NumGoroutine()-goroutines)
+		report("host_sockets_grew", countSockets()-sockets)
+		h.kill()
+
+	case "knock-unaccepted":
+		h := launch(o)
+		c, ok := h.dispense()
+		if !ok {
+			os.Exit(1)
+		}
+		start := time.Now()
+		conn, err := c.Broker.Dial(999)
+		if err == nil {
+			// grpc-go dials lazily: in multiplexed mode the knock happens on the first call.
+			callCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			_, err = grpctest.NewPingPongClient(conn).Ping(callCtx, &grpctest.PingRequest{})
+			cancel()
+			_ = conn.Close()
+		}
+		report("error", errText(err))
+		report("elapsed_ms", time.Since(start).Milliseconds())
+		h.kill()
+
 	case "refused":
 		// The plugin must not be reachable: the start or the first call fails.
 		h := launch(o)
@@ -286,6 +400,62 @@ func main() {
 	default:
 		fail("unknown scenario %q", *scenario)
 	}
+}
+
+// goPluginMuxRace reports go-plugin v1.8.0's host-side race in multiplexed mode: Accept(id)
+// starts answering knocks before it registers the listener for id, so a knock that arrives at
+// once is refused with "no listener for id N". It hits any plugin under load; retrying with a new
+// id is what a Go host application can do. The retries are counted and reported.
+var goPluginMuxRaces int
+
+func goPluginMuxRace(err error) bool {
+	if err != nil && strings.Contains(err.Error(), "no listener for id") {
+		goPluginMuxRaces++
+		return true
+	}
+	return false
+}
+
+// counterPut adds v to key through the plugin, serving AddHelper for the call as go-plugin's
+// bidirectional example does.
+func counterPut(ctx context.Context, c *fixture.Client, key string, v int64) error {
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if err = counterPutOnce(ctx, c, key, v); !goPluginMuxRace(err) {
+			return err
+		}
+	}
+	return err
+}
+
+func counterPutOnce(ctx context.Context, c *fixture.Client, key string, v int64) error {
+	var s *grpc.Server
+	ready := make(chan struct{})
+	id := c.Broker.NextId()
+	go c.Broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
+		s = grpc.NewServer(opts...)
+		counterproto.RegisterAddHelperServer(s, fixture.AddHelper{})
+		close(ready)
+		return s
+	})
+	_, err := c.Counter.Put(ctx, &counterproto.PutRequest{AddServer: id, Key: key, Value: v})
+	select {
+	case <-ready:
+		s.Stop()
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("the AddHelper server for id %d never started", id)
+	}
+	return err
+}
+
+func countFDs() int {
+	entries, _ := os.ReadDir("/proc/self/fd")
+	return len(entries)
+}
+
+func countSockets() int {
+	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), "plugin*"))
+	return len(matches)
 }
 
 // stream runs go-plugin's streaming test: 21..25 echoed back in order.

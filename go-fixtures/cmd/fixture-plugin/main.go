@@ -16,6 +16,7 @@ import (
 	"github.com/golang/protobuf/ptypes/empty"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	counterproto "github.com/hashicorp/go-plugin/examples/bidirectional/proto"
 	kvproto "github.com/hashicorp/go-plugin/examples/grpc/proto"
 	grpctest "github.com/hashicorp/go-plugin/test/grpc"
 	"google.golang.org/grpc"
@@ -32,7 +33,11 @@ func main() {
 	kv := &kvServer{values: map[string][]byte{}}
 	set := func() plugin.PluginSet {
 		return plugin.PluginSet{fixture.PluginName: &fixture.Plugin{Make: func(b *plugin.GRPCBroker) fixture.Servers {
-			return fixture.Servers{Test: &testServer{broker: b, logger: logger}, KV: kv}
+			return fixture.Servers{
+				Test:    &testServer{broker: b, logger: logger},
+				KV:      kv,
+				Counter: &counterServer{broker: b, values: map[string]int64{}},
+			}
 		}}}
 	}
 	config := &plugin.ServeConfig{
@@ -167,4 +172,38 @@ func (s *testServer) PrintStdio(_ context.Context, req *grpctest.PrintStdioReque
 // Panic crashes the whole process, as a panic in a Go gRPC handler does.
 func (s *testServer) Panic(_ context.Context, req *grpctest.PanicRequest) (*empty.Empty, error) {
 	panic(req.Message)
+}
+
+// counterServer is the bidirectional example's Counter, in memory: Put asks the host's AddHelper
+// (dialled through the broker) to add.
+type counterServer struct {
+	counterproto.UnimplementedCounterServer
+	broker *plugin.GRPCBroker
+	mu     sync.Mutex
+	values map[string]int64
+}
+
+func (s *counterServer) Get(_ context.Context, req *counterproto.GetRequest) (*counterproto.GetResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &counterproto.GetResponse{Value: s.values[req.Key]}, nil
+}
+
+func (s *counterServer) Put(ctx context.Context, req *counterproto.PutRequest) (*counterproto.Empty, error) {
+	conn, err := s.broker.Dial(req.AddServer)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	s.mu.Lock()
+	current := s.values[req.Key]
+	s.mu.Unlock()
+	sum, err := counterproto.NewAddHelperClient(conn).Sum(ctx, &counterproto.SumRequest{A: current, B: req.Value})
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.values[req.Key] = sum.R
+	s.mu.Unlock()
+	return &counterproto.Empty{}, nil
 }

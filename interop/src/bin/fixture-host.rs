@@ -8,12 +8,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use plugwire_examples::pb::counter::add_helper_server::{AddHelper, AddHelperServer};
+use plugwire_examples::pb::counter::counter_client::CounterClient;
+use plugwire_examples::pb::counter::{self, SumRequest, SumResponse};
 use plugwire_examples::pb::kv::kv_client::KvClient;
 use plugwire_examples::pb::kv::{GetRequest, PutRequest};
 use plugwire_host::{Channel, Error, MagicCookie, Plugin, PluginConfig};
+use plugwire_interop::pb::ping_pong_client::PingPongClient;
+use plugwire_interop::pb::ping_pong_server::{PingPong, PingPongServer};
 use plugwire_interop::pb::test_client::TestClient;
-use plugwire_interop::pb::{PanicRequest, TestRequest};
+use plugwire_interop::pb::{
+    BidirectionalRequest, PanicRequest, PingRequest, PongResponse, TestRequest,
+};
 use plugwire_interop::{PLUGIN_NAME, report};
+use tonic::service::Routes;
+use tonic::{Request, Response, Status};
 
 struct Options {
     plugin: String,
@@ -23,6 +32,8 @@ struct Options {
     mtls: bool,
     /// Manual TLS from the material in `FIXTURE_TLS_DIR`.
     tls: bool,
+    /// gRPC broker multiplexing.
+    mux: bool,
 }
 
 fn parse_args() -> anyhow::Result<Options> {
@@ -32,6 +43,7 @@ fn parse_args() -> anyhow::Result<Options> {
         scenario: String::new(),
         mtls: false,
         tls: false,
+        mux: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -42,6 +54,7 @@ fn parse_args() -> anyhow::Result<Options> {
             "scenario" => options.scenario = value()?,
             "mtls" => options.mtls = true,
             "tls" => options.tls = true,
+            "mux" => options.mux = true,
             other => bail!("unknown flag -{other}"),
         }
     }
@@ -116,7 +129,9 @@ impl<'a> Launch<'a> {
         if let Some(dir) = &self.socket_dir {
             builder = builder.unix_socket_dir(dir);
         }
-        builder = builder.auto_mtls(self.options.mtls);
+        builder = builder
+            .auto_mtls(self.options.mtls)
+            .multiplex(self.options.mux);
         if let Some(configs) = &self.tls {
             builder = builder.tls(configs.clone());
         }
@@ -301,6 +316,76 @@ async fn run(options: &Options) -> anyhow::Result<()> {
             kill(&plugin).await;
             std::fs::remove_dir(&dir)?;
         }
+        "bidirectional" => {
+            // go-plugin's own broker test: the host serves PingPong, the plugin dials it, serves
+            // its own, and the host dials that.
+            let plugin = launch.start().await?;
+            let (mut test, _) = clients(&plugin)?;
+            let broker = plugin.broker();
+            let id = broker.next_id();
+            let served = broker
+                .accept_and_serve(id, Routes::new(PingPongServer::new(Pong)))
+                .await?;
+            let response = test.bidirectional(BidirectionalRequest { id }).await;
+            report("plugin_dialed_host", status_text(response.as_ref()));
+            if let Ok(response) = response {
+                let channel = broker.dial(response.into_inner().id).await?;
+                let pong = PingPongClient::new(channel).ping(PingRequest {}).await?;
+                report("host_dialed_plugin", pong.into_inner().msg);
+            }
+            drop(served);
+            kill(&plugin).await;
+        }
+        "counter" => {
+            let plugin = launch.start().await?;
+            let mut counter = plugin.dispense(PLUGIN_NAME, CounterClient::new)?;
+            for value in [2, 3] {
+                counter_put(&plugin, &mut counter, "k", value).await?;
+            }
+            let got = counter.get(counter::GetRequest { key: "k".into() }).await?;
+            report("count", got.into_inner().value);
+            kill(&plugin).await;
+        }
+        "churn" => {
+            // Many brokered connections in a row: what both sides hold before and after.
+            let plugin = launch.start().await?;
+            let mut counter = plugin.dispense(PLUGIN_NAME, CounterClient::new)?;
+            counter_put(&plugin, &mut counter, "churn", 1).await?;
+            let before = (count_fds(), count_tasks(), count_sockets());
+            let plugin_before = plugin_stats(&mut counter).await;
+            for _ in 0..200 {
+                counter_put(&plugin, &mut counter, "churn", 1).await?;
+            }
+            let got = counter
+                .get(counter::GetRequest {
+                    key: "churn".into(),
+                })
+                .await?;
+            report("count", got.into_inner().value);
+            report("host_fds_grew", count_fds() - before.0);
+            report("host_tasks_grew", count_tasks() - before.1);
+            report("host_sockets_grew", count_sockets() - before.2);
+            report("host_broker_pending", plugin.broker().pending());
+            if let (Some(b), Some(a)) = (plugin_before, plugin_stats(&mut counter).await) {
+                report("plugin_fds_grew", a.0 - b.0);
+                report("plugin_tasks_grew", a.1 - b.1);
+            }
+            kill(&plugin).await;
+        }
+        "knock-unaccepted" => {
+            let plugin = launch.start().await?;
+            let start = Instant::now();
+            let dialed = plugin.broker().dial(999).await;
+            report(
+                "error",
+                match dialed {
+                    Ok(_) => "ok".into(),
+                    Err(e) => format!("error: {}", plugwire_protocol::error_chain(&e)),
+                },
+            );
+            report("elapsed_ms", start.elapsed().as_millis() as u64);
+            kill(&plugin).await;
+        }
         "refused" => {
             // The plugin must not be reachable: the launch or the first call fails.
             match launch.start().await {
@@ -343,6 +428,83 @@ async fn run(options: &Options) -> anyhow::Result<()> {
         other => bail!("unknown scenario {other:?}"),
     }
     Ok(())
+}
+
+struct Pong;
+
+#[tonic::async_trait]
+impl PingPong for Pong {
+    async fn ping(&self, _: Request<PingRequest>) -> Result<Response<PongResponse>, Status> {
+        Ok(Response::new(PongResponse { msg: "pong".into() }))
+    }
+}
+
+struct Adder;
+
+#[tonic::async_trait]
+impl AddHelper for Adder {
+    async fn sum(&self, request: Request<SumRequest>) -> Result<Response<SumResponse>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(SumResponse {
+            r: request.a + request.b,
+        }))
+    }
+}
+
+/// Adds `value` to `key` through the plugin, serving AddHelper for the call as go-plugin's
+/// bidirectional example does.
+async fn counter_put(
+    plugin: &Plugin,
+    counter: &mut CounterClient<Channel>,
+    key: &str,
+    value: i64,
+) -> anyhow::Result<()> {
+    let id = plugin.broker().next_id();
+    let served = plugin
+        .broker()
+        .accept_and_serve(id, Routes::new(AddHelperServer::new(Adder)))
+        .await?;
+    counter
+        .put(counter::PutRequest {
+            add_server: id,
+            key: key.into(),
+            value,
+        })
+        .await?;
+    served.stop().await;
+    Ok(())
+}
+
+/// The Rust fixture plugin's open file descriptors and tasks; `None` for other plugins.
+async fn plugin_stats(counter: &mut CounterClient<Channel>) -> Option<(i64, i64)> {
+    let mut get = async |key: &str| {
+        counter
+            .get(counter::GetRequest { key: key.into() })
+            .await
+            .ok()
+            .map(|r| r.into_inner().value)
+    };
+    let fds = get("plugwire:fds").await.filter(|v| *v > 0)?;
+    let tasks = get("plugwire:tasks").await.filter(|v| *v > 0)?;
+    Some((fds, tasks))
+}
+
+fn count_fds() -> i64 {
+    std::fs::read_dir("/proc/self/fd").map_or(-1, |d| d.count() as i64)
+}
+
+fn count_tasks() -> i64 {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks() as i64
+}
+
+fn count_sockets() -> i64 {
+    std::fs::read_dir(std::env::temp_dir()).map_or(-1, |d| {
+        d.filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("plugin"))
+            .count() as i64
+    })
 }
 
 /// Drives an AutoMTLS plugin by hand: a host that presents a certificate other than the one it

@@ -9,14 +9,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt as _};
+use plugwire_examples::pb::counter::add_helper_client::AddHelperClient;
+use plugwire_examples::pb::counter::counter_server::{Counter, CounterServer};
+use plugwire_examples::pb::counter::{self, SumRequest};
 use plugwire_examples::pb::kv::kv_server::{Kv, KvServer};
 use plugwire_examples::pb::kv::{self, GetRequest, GetResponse, PutRequest};
+use plugwire_interop::pb::ping_pong_client::PingPongClient;
+use plugwire_interop::pb::ping_pong_server::PingPongServer;
 use plugwire_interop::pb::test_server::{Test, TestServer};
 use plugwire_interop::pb::{
-    BidirectionalRequest, BidirectionalResponse, PanicRequest, PrintKvRequest, PrintKvResponse,
-    PrintStdioRequest, TestRequest, TestResponse, print_kv_request,
+    BidirectionalRequest, BidirectionalResponse, PanicRequest, PingRequest, PrintKvRequest,
+    PrintKvResponse, PrintStdioRequest, TestRequest, TestResponse, print_kv_request,
 };
-use plugwire_plugin::{PluginSet, ServeConfig, Transport, serve};
+use plugwire_plugin::{Broker, PluginSet, ServeConfig, Transport, serve};
 use tonic::{Request, Response, Status, Streaming};
 
 /// The longest a misbehaving mode lingers; the host kills it long before.
@@ -52,8 +57,10 @@ fn main() -> ExitCode {
     let mut versions: &[u32] = &[1];
     let mut transport = Transport::Unix;
     let mut manual_tls = false;
+    let mut multiplex = true;
     match mode.as_str() {
         "serve" | "crash" => {}
+        "no-mux" => multiplex = false,
         "manual-tls" => manual_tls = true,
         "mitm-cert" => return run(mitm_cert()),
         "versioned" => versions = &[2, 3, 5],
@@ -81,6 +88,7 @@ fn main() -> ExitCode {
 
     let mut builder = ServeConfig::builder(plugwire_interop::cookie())
         .transport(transport)
+        .multiplex(multiplex)
         .reflection_descriptors(plugwire_interop::pb::FILE_DESCRIPTOR_SET)
         .reflection_descriptors(kv::FILE_DESCRIPTOR_SET);
     if manual_tls {
@@ -88,9 +96,21 @@ fn main() -> ExitCode {
         builder =
             builder.tls_provider(move || plugwire_interop::tls::configs(dir.as_ref(), "plugin"));
     }
+    let counts = Arc::new(MemoryCounter::default());
     for &version in versions {
+        let counts = counts.clone();
         let set = PluginSet::new()
-            .add(plugwire_interop::PLUGIN_NAME, TestServer::new(TestImpl))
+            .add_with(plugwire_interop::PLUGIN_NAME, |broker| {
+                TestServer::new(TestImpl {
+                    broker: broker.clone(),
+                })
+            })
+            .add_with(plugwire_interop::PLUGIN_NAME, move |broker| {
+                CounterServer::from_arc(Arc::new(MemoryCounter {
+                    broker: Some(broker.clone()),
+                    values: counts.values.clone(),
+                }))
+            })
             .add(
                 plugwire_interop::PLUGIN_NAME,
                 KvServer::from_arc(kv.clone()),
@@ -181,7 +201,86 @@ impl Kv for MemoryKv {
     }
 }
 
-struct TestImpl;
+struct TestImpl {
+    broker: Broker,
+}
+
+fn status(e: impl std::fmt::Display) -> Status {
+    Status::unknown(e.to_string())
+}
+
+/// The bidirectional example's Counter, in memory. `Get` of `plugwire:fds` and `plugwire:tasks`
+/// answers this process's open file descriptors and live tokio tasks, for leak checks.
+#[derive(Default)]
+struct MemoryCounter {
+    broker: Option<Broker>,
+    values: Arc<Mutex<HashMap<String, i64>>>,
+}
+
+impl MemoryCounter {
+    fn value(&self, key: &str) -> i64 {
+        self.values
+            .lock()
+            .map(|m| m.get(key).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+}
+
+#[tonic::async_trait]
+impl Counter for MemoryCounter {
+    async fn get(
+        &self,
+        request: Request<counter::GetRequest>,
+    ) -> Result<Response<counter::GetResponse>, Status> {
+        let key = request.into_inner().key;
+        let value = match key.as_str() {
+            "plugwire:fds" => std::fs::read_dir("/proc/self/fd").map_or(-1, |d| d.count() as i64),
+            "plugwire:tasks" => tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks() as i64,
+            _ => self.value(&key),
+        };
+        Ok(Response::new(counter::GetResponse { value }))
+    }
+
+    async fn put(
+        &self,
+        request: Request<counter::PutRequest>,
+    ) -> Result<Response<counter::Empty>, Status> {
+        let request = request.into_inner();
+        let broker = self
+            .broker
+            .as_ref()
+            .ok_or_else(|| Status::internal("no broker"))?;
+        let channel = broker.dial(request.add_server).await.map_err(status)?;
+        let sum = AddHelperClient::new(channel)
+            .sum(SumRequest {
+                a: self.value(&request.key),
+                b: request.value,
+            })
+            .await?
+            .into_inner();
+        if let Ok(mut values) = self.values.lock() {
+            values.insert(request.key, sum.r);
+        }
+        Ok(Response::new(counter::Empty {}))
+    }
+}
+
+/// Answers "pong"; served through the broker.
+struct PingPongImpl;
+
+#[tonic::async_trait]
+impl plugwire_interop::pb::ping_pong_server::PingPong for PingPongImpl {
+    async fn ping(
+        &self,
+        _: Request<PingRequest>,
+    ) -> Result<Response<plugwire_interop::pb::PongResponse>, Status> {
+        Ok(Response::new(plugwire_interop::pb::PongResponse {
+            msg: "pong".into(),
+        }))
+    }
+}
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<TestResponse, Status>> + Send>>;
 
@@ -213,13 +312,33 @@ impl Test for TestImpl {
         Ok(Response::new(PrintKvResponse {}))
     }
 
+    /// go-plugin's own broker test: dial the host's PingPong, then serve ours.
     async fn bidirectional(
         &self,
-        _: Request<BidirectionalRequest>,
+        request: Request<BidirectionalRequest>,
     ) -> Result<Response<BidirectionalResponse>, Status> {
-        Err(Status::unimplemented(
-            "the broker is not served by this fixture yet",
-        ))
+        let channel = self
+            .broker
+            .dial(request.into_inner().id)
+            .await
+            .map_err(|e| status(format!("server dial error: {e}")))?;
+        let pong = PingPongClient::new(channel)
+            .ping(PingRequest {})
+            .await?
+            .into_inner();
+        if pong.msg != "pong" {
+            return Err(Status::unknown("server Bad PingPong"));
+        }
+        let next = self.broker.next_id();
+        self.broker
+            .accept_and_serve(
+                next,
+                tonic::service::Routes::new(PingPongServer::new(PingPongImpl)),
+            )
+            .await
+            .map_err(status)?
+            .detach();
+        Ok(Response::new(BidirectionalResponse { id: next }))
     }
 
     type StreamStream = ResponseStream;
