@@ -785,6 +785,33 @@ mod tests {
     }
 
     #[test]
+    fn handshake_address_is_translated() {
+        struct Container;
+        impl AddressTranslator for Container {
+            fn plugin_to_host(&self, _: &str, address: &str) -> std::io::Result<(String, String)> {
+                Ok(("unix".into(), format!("/var/lib/plugins/mnt{address}")))
+            }
+        }
+        let line = HandshakeLine::parse("1|1|unix|/tmp/plugin1|grpc|").expect("valid");
+        assert_eq!(
+            translate(Some(&Container), &line).expect("translated"),
+            Address::Unix("/var/lib/plugins/mnt/tmp/plugin1".into())
+        );
+        assert_eq!(
+            translate(None, &line).expect("identity"),
+            Address::Unix("/tmp/plugin1".into())
+        );
+        struct Broken;
+        impl AddressTranslator for Broken {
+            fn plugin_to_host(&self, _: &str, a: &str) -> std::io::Result<(String, String)> {
+                Ok(("carrier-pigeon".into(), a.into()))
+            }
+        }
+        let err = translate(Some(&Broken), &line).expect_err("unknown network");
+        assert!(err.to_string().contains("unknown address type"), "{err}");
+    }
+
+    #[test]
     fn network_field_round_trip() {
         let line = HandshakeLine::parse("1|1|tcp|:1234|grpc|").expect("valid");
         assert_eq!(

@@ -901,8 +901,16 @@ mod tests {
 
     /// Two brokers wired to each other in memory, as host and plugin.
     fn pair(multiplex: bool) -> Pair {
+        pair_with(multiplex, tempfile::tempdir().expect("tempdir"), None)
+    }
+
+    /// A pair whose listeners go in `sockets`, the host translating addresses with `translator`.
+    fn pair_with(
+        multiplex: bool,
+        sockets: tempfile::TempDir,
+        translator: Option<Arc<dyn AddressTranslator>>,
+    ) -> Pair {
         use futures_util::StreamExt as _;
-        let sockets = tempfile::tempdir().expect("tempdir");
         let config = |role| BrokerConfig {
             role,
             tls: TlsConfigs::default(),
@@ -910,7 +918,11 @@ mod tests {
                 dir: Some(sockets.path().to_path_buf()),
                 group: None,
             },
-            translator: None,
+            translator: if role == Role::Host {
+                translator.clone()
+            } else {
+                None
+            },
             multiplex,
         };
         let host = Broker::new(config(Role::Host));
@@ -987,6 +999,58 @@ mod tests {
     #[tokio::test]
     async fn multiplexed_brokering_both_directions() {
         both_directions(true).await;
+    }
+
+    /// The plugin sees host sockets through a symlinked directory (as a container would through
+    /// a bind mount): the host translates both ways.
+    struct ViaLink {
+        real: std::path::PathBuf,
+        link: std::path::PathBuf,
+        calls: AtomicU32,
+    }
+
+    impl AddressTranslator for ViaLink {
+        fn plugin_to_host(&self, network: &str, address: &str) -> io::Result<(String, String)> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let real = address.replace(&*self.link.to_string_lossy(), &self.real.to_string_lossy());
+            Ok((network.to_owned(), real))
+        }
+        fn host_to_plugin(&self, network: &str, address: &str) -> io::Result<(String, String)> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let seen = address.replace(&*self.real.to_string_lossy(), &self.link.to_string_lossy());
+            Ok((network.to_owned(), seen))
+        }
+    }
+
+    #[tokio::test]
+    async fn host_translates_brokered_addresses() {
+        let sockets = tempfile::tempdir().expect("tempdir");
+        let links = tempfile::tempdir().expect("tempdir");
+        let link = links.path().join("seen-by-plugin");
+        std::os::unix::fs::symlink(sockets.path(), &link).expect("symlink");
+        let translator = Arc::new(ViaLink {
+            real: sockets.path().to_path_buf(),
+            link,
+            calls: AtomicU32::new(0),
+        });
+        let p = pair_with(false, sockets, Some(translator.clone()));
+        // The host serves; the plugin only learns the symlinked path.
+        let id = p.host.next_id();
+        let _served = p
+            .host
+            .accept_and_serve(id, health_routes())
+            .await
+            .expect("accept");
+        assert!(ping(p.plugin.dial(id).await.expect("the plugin dials the link")).await);
+        // The plugin serves; the host maps its address back (identity here).
+        let id = p.plugin.next_id();
+        p.plugin
+            .accept_and_serve(id, health_routes())
+            .await
+            .expect("accept")
+            .detach();
+        assert!(ping(p.host.dial(id).await.expect("the host dials")).await);
+        assert_eq!(translator.calls.load(Ordering::Relaxed), 2);
     }
 
     /// A dial for an id nobody accepts fails after 5 s with go-plugin's texts.
