@@ -31,3 +31,55 @@ pub fn report(key: &str, value: impl serde::Serialize) {
     let json = serde_json::to_string(&value).unwrap_or_else(|e| format!("\"<{e}>\""));
     println!("{key}={json}");
 }
+
+/// The byte at `offset` of a flood stream: a pattern any loss, duplication or reordering breaks.
+pub fn flood_byte(offset: u64) -> u8 {
+    (offset % 251) as u8
+}
+
+/// Writes `len` bytes of the flood pattern to `out`.
+pub fn write_flood(out: &mut impl std::io::Write, len: u64) -> std::io::Result<()> {
+    let block: Vec<u8> = (0..251 * 256).map(flood_byte).collect();
+    let mut written = 0u64;
+    while written < len {
+        let start = (written % 251) as usize;
+        let n = (len - written).min((block.len() - start) as u64) as usize;
+        out.write_all(&block[start..start + n])?;
+        written += n as u64;
+    }
+    out.flush()
+}
+
+/// Checks a flood stream chunk by chunk.
+#[derive(Debug, Default)]
+pub struct FloodCheck {
+    /// Bytes seen.
+    pub len: u64,
+    /// False once a byte was not the expected one.
+    pub intact: bool,
+}
+
+impl FloodCheck {
+    /// A check at offset 0.
+    pub fn new() -> Self {
+        FloodCheck {
+            len: 0,
+            intact: true,
+        }
+    }
+
+    /// Checks the next chunk (against a precomputed block, so it is fast even unoptimized).
+    pub fn feed(&mut self, chunk: &[u8]) {
+        static BLOCK: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        let block = BLOCK.get_or_init(|| (0..251 * 256).map(flood_byte).collect());
+        let mut rest = chunk;
+        while self.intact && !rest.is_empty() {
+            let start = (self.len % 251) as usize;
+            let n = rest.len().min(block.len() - start);
+            self.intact = rest[..n] == block[start..start + n];
+            self.len += n as u64;
+            rest = &rest[n..];
+        }
+        self.len += rest.len() as u64;
+    }
+}

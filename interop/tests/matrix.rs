@@ -688,6 +688,85 @@ mod mux_unsupported {
     }
 }
 
+/// What the plugin writes to its stdout and stderr after the handshake arrives exactly in the
+/// host's sinks (go-plugin's `TestClient_grpcSyncStdio`).
+async fn stdio(p: Pairing) {
+    cell(
+        p,
+        ("stdio", "serve", Ending::Graceful),
+        |r| r,
+        |_, o, e| {
+            e.eq(o, "stdout", json!("stdout from the plugin\n")).eq(
+                o,
+                "stderr",
+                json!("stderr from the plugin\n"),
+            );
+            stopped_gracefully(o, e);
+        },
+    )
+    .await;
+}
+pairings!(stdio: all_modes);
+
+/// 256 MiB on stdout and 16 MiB on stderr, every byte checked, in every pairing.
+async fn flood(p: Pairing) {
+    let sizes = |r: Run| r.env("FIXTURE_FLOOD", "268435456,16777216");
+    cell(p, ("flood", "serve", Ending::Graceful), sizes, |_, o, e| {
+        e.eq(o, "stdout_bytes", json!(268_435_456))
+            .eq(o, "stderr_bytes", json!(16_777_216))
+            .eq(o, "stdout_intact", json!(true))
+            .eq(o, "stderr_intact", json!(true));
+        stopped_gracefully(o, e);
+    })
+    .await;
+}
+
+mod flood {
+    use super::*;
+    fn plain(host: Lang, plugin: Lang) -> Pairing {
+        Pairing {
+            host,
+            plugin,
+            grpc: GoGrpc::Pinned,
+            tls: Tls::Plain,
+            mux: false,
+        }
+    }
+    #[tokio::test]
+    async fn go_go() {
+        flood(plain(Lang::Go, Lang::Go)).await;
+    }
+    #[tokio::test]
+    async fn go_rust() {
+        flood(plain(Lang::Go, Lang::Rust)).await;
+    }
+    #[tokio::test]
+    async fn rust_go() {
+        flood(plain(Lang::Rust, Lang::Go)).await;
+    }
+    #[tokio::test]
+    async fn rust_rust() {
+        flood(plain(Lang::Rust, Lang::Rust)).await;
+    }
+
+    /// A slow host (300 µs per write) slows the plugin down; nothing is dropped.
+    #[tokio::test]
+    async fn rust_rust_slow_host() {
+        let p = plain(Lang::Rust, Lang::Rust);
+        let slow = |r: Run| {
+            r.env("FIXTURE_FLOOD", "268435456,16777216")
+                .env("FIXTURE_SLOW_SINK_US", "300")
+        };
+        cell(p, ("flood", "serve", Ending::Graceful), slow, |_, o, e| {
+            e.eq(o, "stdout_bytes", json!(268_435_456))
+                .eq(o, "stdout_intact", json!(true))
+                .eq(o, "stderr_intact", json!(true));
+            stopped_gracefully(o, e);
+        })
+        .await;
+    }
+}
+
 /// Run without its host, a plugin prints go-plugin's message on stderr, nothing on stdout, and
 /// exits 1.
 async fn run_without_host(plugin: Lang) {

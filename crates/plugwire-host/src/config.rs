@@ -15,6 +15,7 @@ use plugwire_protocol::{MagicCookie, Protocol};
 
 use crate::log::RawSink;
 use crate::secure::SecureConfig;
+use crate::stdio::Sink;
 
 /// go-plugin's default `StartTimeout`.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -32,6 +33,8 @@ pub struct PluginConfig {
     pub(crate) unix_socket_group: Option<String>,
     pub(crate) unix_socket_dir: Option<PathBuf>,
     pub(crate) stderr: Option<RawSink>,
+    pub(crate) sync_stdout: Option<Sink>,
+    pub(crate) sync_stderr: Option<Sink>,
     pub(crate) name: String,
     pub(crate) auto_mtls: bool,
     pub(crate) tls: Option<TlsConfigs>,
@@ -83,6 +86,8 @@ impl PluginConfig {
                 unix_socket_group: None,
                 unix_socket_dir: None,
                 stderr: None,
+                sync_stdout: None,
+                sync_stderr: None,
                 name,
                 auto_mtls: false,
                 tls: None,
@@ -211,6 +216,28 @@ impl PluginConfigBuilder {
     pub fn address_translator(mut self, translator: impl AddressTranslator) -> Self {
         self.config.translator = Some(Arc::new(translator));
         self
+    }
+
+    /// Where the plugin's own stdout goes (go-plugin's `SyncStdout`): what it writes after the
+    /// handshake, forwarded over `plugin.GRPCStdio`. Discarded by default. Written from a
+    /// dedicated thread, so the writer may block; a slow one slows the plugin, nothing is dropped.
+    pub fn sync_stdout(mut self, sink: impl std::io::Write + Send + 'static) -> Self {
+        self.config.sync_stdout = Some(Box::new(sink));
+        self
+    }
+
+    /// Where the plugin's own stderr output goes (go-plugin's `SyncStderr`); see
+    /// [`PluginConfigBuilder::sync_stdout`]. The plugin's log lines are not part of it: they are
+    /// logged through `tracing`.
+    pub fn sync_stderr(mut self, sink: impl std::io::Write + Send + 'static) -> Self {
+        self.config.sync_stderr = Some(Box::new(sink));
+        self
+    }
+
+    /// Forwards the plugin's stdout and stderr output to this process's stdout and stderr.
+    pub fn forward_stdio(self) -> Self {
+        self.sync_stdout(std::io::stdout())
+            .sync_stderr(std::io::stderr())
     }
 
     /// The name the plugin's log lines carry (default: the executable's file name).

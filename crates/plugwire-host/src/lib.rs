@@ -51,6 +51,7 @@ mod log;
 mod plugin;
 mod process;
 mod secure;
+mod stdio;
 
 pub use config::{DEFAULT_START_TIMEOUT, PluginConfig, PluginConfigBuilder};
 pub use error::{Error, ErrorKind};
@@ -61,4 +62,5 @@ pub use plugwire_protocol::tls::TlsConfigs;
 pub use plugwire_protocol::transport::{Address, MAX_MESSAGE_SIZE};
 pub use plugwire_protocol::{HandshakeError, MagicCookie, Network, Protocol};
 pub use secure::SecureConfig;
+pub use stdio::Sink;
 pub use tonic::transport::Channel;

@@ -13,7 +13,6 @@ use plugwire_protocol::mux::Role;
 use plugwire_protocol::pb::Empty;
 use plugwire_protocol::pb::grpc_broker_client::GrpcBrokerClient;
 use plugwire_protocol::pb::grpc_controller_client::GrpcControllerClient;
-use plugwire_protocol::pb::grpc_stdio_client::GrpcStdioClient;
 use plugwire_protocol::tls::{Identity, PinnedPeer, TlsConfigs};
 use plugwire_protocol::transport::{self, Address};
 use tokio::io::AsyncBufReadExt;
@@ -57,6 +56,7 @@ pub struct Plugin {
     channel: Channel,
     process: Arc<Process>,
     stderr_done: Mutex<Option<JoinHandle<()>>>,
+    stdio_done: Mutex<Option<JoinHandle<()>>>,
     background: Vec<JoinHandle<()>>,
     broker: Broker,
     killed: Mutex<Option<KillReport>>,
@@ -240,6 +240,10 @@ impl Plugin {
                 self.process.kill().await;
             }
         }
+        // The forwarded output ends with the connection: take all of it.
+        if !drain(&mut *self.stdio_done.lock().await, STDERR_DRAIN_TIMEOUT).await {
+            tracing::warn!(plugin = %self.name, "the plugin's forwarded output did not end: stopped reading");
+        }
         let report = finish(
             &self.name,
             &self.process,
@@ -256,6 +260,11 @@ impl Plugin {
 impl Drop for Plugin {
     fn drop(&mut self) {
         for task in &self.background {
+            task.abort();
+        }
+        if let Ok(mut stdio) = self.stdio_done.try_lock()
+            && let Some(task) = stdio.take()
+        {
             task.abort();
         }
         // `process` kills the child when its last reference goes.
@@ -387,14 +396,21 @@ impl Started {
         channel: Channel,
         broker: Broker,
     ) -> Plugin {
-        let background = vec![
-            tokio::spawn(run_broker_stream(channel.clone(), broker.clone())),
-            tokio::spawn(run_stdio(
-                channel.clone(),
-                self.name.clone(),
-                broker.clone(),
-            )),
-        ];
+        let sinks = crate::stdio::Sinks {
+            stdout: config.sync_stdout.take(),
+            stderr: config.sync_stderr.take(),
+        };
+        let closing = broker.clone();
+        let stdio = tokio::spawn(crate::stdio::run(
+            channel.clone(),
+            self.name.clone(),
+            sinks,
+            move || closing.is_closed(),
+        ));
+        let background = vec![tokio::spawn(run_broker_stream(
+            channel.clone(),
+            broker.clone(),
+        ))];
         let plugins = config
             .versions
             .remove(&line.app_version)
@@ -408,6 +424,7 @@ impl Started {
             channel,
             process: self.process.clone(),
             stderr_done: Mutex::new(self.stderr_task.take()),
+            stdio_done: Mutex::new(Some(stdio)),
             background,
             broker,
             killed: Mutex::new(None),
@@ -441,7 +458,7 @@ impl Started {
     /// The end of stderr for an error message, once the reader has caught up.
     async fn stderr_text(&mut self) -> String {
         if self.process.exited().is_cancelled() {
-            drain_stderr(&mut self.stderr_task, Duration::from_millis(500)).await;
+            drain(&mut self.stderr_task, Duration::from_millis(500)).await;
         }
         let tail = self.tail.render();
         if tail.is_empty() {
@@ -661,11 +678,8 @@ async fn finish(
     for task in background {
         task.abort();
     }
-    if !drain_stderr(stderr_task, STDERR_DRAIN_TIMEOUT).await {
+    if !drain(stderr_task, STDERR_DRAIN_TIMEOUT).await {
         tracing::warn!(plugin = %name, "plugin stderr still open after exit (a child process holds it?): stopped reading");
-        if let Some(task) = stderr_task.take() {
-            task.abort();
-        }
     }
     match status {
         Some(status) if status.success() => {
@@ -684,17 +698,18 @@ async fn finish(
     }
 }
 
-/// Waits up to `timeout` for the stderr reader to reach EOF; true when it did (or was done).
-async fn drain_stderr(task: &mut Option<JoinHandle<()>>, timeout: Duration) -> bool {
+/// Waits up to `timeout` for a reader task to reach the end of its input; true when it did (or
+/// was done already). A reader still running afterwards is stopped.
+async fn drain(task: &mut Option<JoinHandle<()>>, timeout: Duration) -> bool {
     let Some(handle) = task.as_mut() else {
         return true;
     };
-    if tokio::time::timeout(timeout, handle).await.is_ok() {
-        *task = None;
-        true
-    } else {
-        false
+    let done = tokio::time::timeout(timeout, &mut *handle).await.is_ok();
+    if !done {
+        handle.abort();
     }
+    *task = None;
+    done
 }
 
 /// Opens `plugin.GRPCBroker/StartStream` right after connecting, as a Go host does, and feeds
@@ -715,24 +730,6 @@ async fn run_broker_stream(channel: Channel, broker: Broker) {
     tokio::select! {
         () = call => {}
         () = broker.closed() => {}
-    }
-}
-
-/// Opens `plugin.GRPCStdio/StreamStdio` and keeps draining it so the plugin never blocks.
-async fn run_stdio(channel: Channel, name: String, broker: Broker) {
-    let mut client =
-        GrpcStdioClient::new(channel).max_decoding_message_size(transport::MAX_MESSAGE_SIZE);
-    let mut stream = match client.stream_stdio(()).await {
-        Ok(response) => response.into_inner(),
-        // Killed while the stream was opening: nothing to report.
-        Err(_) if broker.is_closed() => return,
-        Err(status) => {
-            tracing::warn!(plugin = %name, %status, "stdio service not available, stdout/stderr syncing unavailable");
-            return;
-        }
-    };
-    while let Ok(Some(data)) = stream.message().await {
-        tracing::trace!(plugin = %name, channel = data.channel, len = data.data.len(), "plugin stdio");
     }
 }
 

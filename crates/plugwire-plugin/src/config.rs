@@ -121,6 +121,8 @@ pub struct ServeConfig {
     pub(crate) tls_provider: Option<TlsProvider>,
     pub(crate) descriptor_sets: Vec<&'static [u8]>,
     pub(crate) multiplex: bool,
+    pub(crate) capture_stdio: bool,
+    pub(crate) exit_with_host: bool,
 }
 
 impl fmt::Debug for ServeConfig {
@@ -145,6 +147,8 @@ impl ServeConfig {
                 tls_provider: None,
                 descriptor_sets: Vec::new(),
                 multiplex: true,
+                capture_stdio: true,
+                exit_with_host: true,
             },
         }
     }
@@ -194,6 +198,21 @@ impl ServeConfigBuilder {
     /// refuses it.
     pub fn multiplex(mut self, supported: bool) -> Self {
         self.config.multiplex = supported;
+        self
+    }
+
+    /// Whether what the plugin writes to stdout and stderr after the handshake goes to the host
+    /// over `plugin.GRPCStdio`, as go-plugin does (default: yes). Log lines from
+    /// [`crate::log`] and panic messages still go to the real stderr, where the host logs them.
+    pub fn capture_stdio(mut self, capture: bool) -> Self {
+        self.config.capture_stdio = capture;
+        self
+    }
+
+    /// Whether the plugin shuts down when its host goes away (the host's end of the plugin's
+    /// stdout pipe closes, even if the host was killed). Default: yes. Go plugins keep running.
+    pub fn exit_with_host(mut self, exit: bool) -> Self {
+        self.config.exit_with_host = exit;
         self
     }
 

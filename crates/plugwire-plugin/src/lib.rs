@@ -37,6 +37,7 @@
 mod config;
 mod serve;
 mod services;
+mod stdio;
 
 pub use config::{PluginSet, ServeConfig, ServeConfigBuilder, TlsProvider, Transport};
 pub use plugwire_protocol::broker::{Broker, BrokerError, BrokeredServer};

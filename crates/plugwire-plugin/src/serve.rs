@@ -18,6 +18,7 @@ use tonic::service::RoutesBuilder;
 
 use crate::config::{ServeConfig, Transport};
 use crate::services::{BrokerService, Controller, Stdio};
+use crate::stdio::{Capture, host_gone};
 
 /// How long in-flight calls get to finish once shutdown starts. A Go host force-kills after 2 s.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -119,6 +120,36 @@ async fn serve_with_env(mut config: ServeConfig, env: PluginEnv) -> Result<(), S
 
     let shutdown = CancellationToken::new();
     spawn_signal_handlers(shutdown.clone());
+    let capture = if config.capture_stdio {
+        match Capture::start(&shutdown) {
+            Ok(capture) => Some(capture),
+            Err(e) => {
+                tracing::warn!(error = %e, "stdout/stderr are not forwarded to the host");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if config.exit_with_host {
+        let stdout = match &capture {
+            Some(capture) => capture.real_stdout().try_clone(),
+            None => nix::unistd::dup(io::stdout()).map_err(io::Error::from),
+        };
+        if let Ok(stdout) = stdout {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = host_gone(stdout) => {
+                        tracing::debug!("the host is gone: shutting down");
+                        shutdown.cancel();
+                    }
+                    () = shutdown.cancelled() => {}
+                }
+            });
+        }
+    }
+    let output = capture.as_ref().map(Capture::output);
 
     let tls = tls.unwrap_or_default();
     let broker = Broker::new(BrokerConfig {
@@ -140,8 +171,11 @@ async fn serve_with_env(mut config: ServeConfig, env: PluginEnv) -> Result<(), S
     routes
         .add_service(health(&shutdown).await)
         .add_service(GrpcBrokerServer::new(BrokerService::new(broker.clone())))
-        .add_service(GrpcControllerServer::new(Controller::new(shutdown.clone())))
-        .add_service(GrpcStdioServer::new(Stdio::new(shutdown.clone())));
+        .add_service(GrpcControllerServer::new(Controller::new(
+            shutdown.clone(),
+            output.clone(),
+        )))
+        .add_service(GrpcStdioServer::new(Stdio::new(shutdown.clone(), output)));
     add_reflection(&mut routes, &config.descriptor_sets, &service_names);
     set.register(&mut routes, &broker);
 
@@ -180,6 +214,9 @@ async fn serve_with_env(mut config: ServeConfig, env: PluginEnv) -> Result<(), S
     // Dropping the accept loop drops the listener, which removes the socket file.
     accept.abort();
     let _ = accept.await;
+    if let Some(capture) = capture {
+        capture.finish().await;
+    }
     result
 }
 
@@ -268,6 +305,7 @@ fn spawn_signal_handlers(shutdown: CancellationToken) {
             tokio::spawn(async move {
                 if terminate.recv().await.is_some() {
                     tracing::debug!("SIGTERM: shutting down");
+                    let _ = io::stdout().flush();
                     shutdown.cancel();
                 }
             });

@@ -10,6 +10,8 @@ use plugwire_protocol::pb::{ConnInfo, Empty, StdioData};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::stdio::Output;
+
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// A stream that yields nothing and ends when `shutdown` fires (or the caller goes away).
@@ -25,14 +27,16 @@ fn hold_open<T: Send + 'static>(shutdown: CancellationToken) -> BoxStream<T> {
 
 use futures_util::StreamExt as _;
 
-/// `plugin.GRPCController`: `Shutdown` replies, then stops the server.
+/// `plugin.GRPCController`: `Shutdown` stops the plugin and replies once the plugin's output
+/// has reached the host (a Go host closes the connection as soon as it has the reply).
 pub(crate) struct Controller {
     shutdown: CancellationToken,
+    output: Option<Output>,
 }
 
 impl Controller {
-    pub(crate) fn new(shutdown: CancellationToken) -> Self {
-        Controller { shutdown }
+    pub(crate) fn new(shutdown: CancellationToken, output: Option<Output>) -> Self {
+        Controller { shutdown, output }
     }
 }
 
@@ -40,20 +44,28 @@ impl Controller {
 impl GrpcController for Controller {
     async fn shutdown(&self, _: Request<Empty>) -> Result<Response<Empty>, Status> {
         tracing::debug!("shutdown requested by the host");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
         // Graceful shutdown lets this reply reach the host before the connection closes.
         self.shutdown.cancel();
+        if let Some(output) = &self.output {
+            output
+                .wait_delivered(std::time::Duration::from_secs(1))
+                .await;
+        }
         Ok(Response::new(Empty {}))
     }
 }
 
-/// `plugin.GRPCStdio`: the stream is held open until the plugin shuts down.
+/// `plugin.GRPCStdio`: the plugin's captured stdout and stderr, or, when not captured, a stream
+/// held open until the plugin shuts down.
 pub(crate) struct Stdio {
     shutdown: CancellationToken,
+    output: Option<Output>,
 }
 
 impl Stdio {
-    pub(crate) fn new(shutdown: CancellationToken) -> Self {
-        Stdio { shutdown }
+    pub(crate) fn new(shutdown: CancellationToken, output: Option<Output>) -> Self {
+        Stdio { shutdown, output }
     }
 }
 
@@ -65,7 +77,10 @@ impl GrpcStdio for Stdio {
         &self,
         _: Request<()>,
     ) -> Result<Response<Self::StreamStdioStream>, Status> {
-        Ok(Response::new(hold_open(self.shutdown.clone())))
+        Ok(Response::new(match &self.output {
+            Some(output) => Box::pin(crate::stdio::stream(output.clone()).map(Ok)),
+            None => hold_open(self.shutdown.clone()),
+        }))
     }
 }
 

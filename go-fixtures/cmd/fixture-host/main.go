@@ -70,12 +70,77 @@ type options struct {
 	autoMTLS bool
 	tls      bool
 	mux      bool
+	stdout   *collector
+	stderr   *collector
 }
 
 type host struct {
 	client *plugin.Client
 	logs   *syncBuffer
 	stderr *syncBuffer
+}
+
+// collector is a SyncStdout/SyncStderr writer that keeps (up to 1 MiB of) what it gets, checks
+// the flood pattern and counts bytes.
+type collector struct {
+	mu     sync.Mutex
+	kept   []byte
+	count  int64
+	intact bool
+	notify chan struct{}
+}
+
+func newCollector() *collector {
+	return &collector{intact: true, notify: make(chan struct{}, 1)}
+}
+
+func (c *collector) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if len(c.kept) < 1<<20 {
+		c.kept = append(c.kept, p...)
+	}
+	for i, b := range p {
+		if c.intact && b != byte((c.count+int64(i))%251) {
+			c.intact = false
+		}
+	}
+	c.count += int64(len(p))
+	c.mu.Unlock()
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
+
+// waitFor waits until n bytes arrived (at most limit) and returns the count.
+func (c *collector) waitFor(n int64, limit time.Duration) int64 {
+	deadline := time.After(limit)
+	for {
+		c.mu.Lock()
+		count := c.count
+		c.mu.Unlock()
+		if count >= n {
+			return count
+		}
+		select {
+		case <-c.notify:
+		case <-deadline:
+			return count
+		}
+	}
+}
+
+func (c *collector) isIntact() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.intact
+}
+
+func (c *collector) text() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return string(c.kept)
 }
 
 func launch(o options) *host {
@@ -100,6 +165,10 @@ func launch(o options) *host {
 	}
 	if o.timeout > 0 {
 		config.StartTimeout = o.timeout
+	}
+	if o.stdout != nil {
+		config.SyncStdout = o.stdout
+		config.SyncStderr = o.stderr
 	}
 	config.AutoMTLS = o.autoMTLS
 	config.GRPCBrokerMultiplex = o.mux
@@ -380,6 +449,52 @@ func main() {
 			_ = conn.Close()
 		}
 		report("error", errText(err))
+		report("elapsed_ms", time.Since(start).Milliseconds())
+		h.kill()
+
+	case "stdio":
+		// go-plugin's TestClient_grpcSyncStdio: what the plugin writes arrives exactly.
+		o.stdout, o.stderr = newCollector(), newCollector()
+		h := launch(o)
+		c, ok := h.dispense()
+		if !ok {
+			os.Exit(1)
+		}
+		wantOut, wantErr := "stdout from the plugin\n", "stderr from the plugin\n"
+		if _, err := c.Test.PrintStdio(ctx, &grpctest.PrintStdioRequest{Stdout: []byte(wantOut), Stderr: []byte(wantErr)}); err != nil {
+			fail("print stdio: %v", err)
+		}
+		o.stdout.waitFor(int64(len(wantOut)), 10*time.Second)
+		o.stderr.waitFor(int64(len(wantErr)), 10*time.Second)
+		report("stdout", o.stdout.text())
+		report("stderr", o.stderr.text())
+		h.kill()
+
+	case "flood":
+		var outLen, errLen int64
+		sizes := os.Getenv("FIXTURE_FLOOD")
+		if sizes == "" {
+			sizes = "1048576,1048576"
+		}
+		if _, err := fmt.Sscanf(sizes, "%d,%d", &outLen, &errLen); err != nil {
+			fail("FIXTURE_FLOOD: %v", err)
+		}
+		o.stdout, o.stderr = newCollector(), newCollector()
+		h := launch(o)
+		c, ok := h.dispense()
+		if !ok {
+			os.Exit(1)
+		}
+		start := time.Now()
+		if _, err := c.KV.Put(ctx, &kvproto.PutRequest{Key: "flood", Value: []byte(sizes)}); err != nil {
+			fail("flood: %v", err)
+		}
+		gotOut := o.stdout.waitFor(outLen, 120*time.Second)
+		gotErr := o.stderr.waitFor(errLen, 120*time.Second)
+		report("stdout_bytes", gotOut)
+		report("stderr_bytes", gotErr)
+		report("stdout_intact", o.stdout.isIntact())
+		report("stderr_intact", o.stderr.isIntact())
 		report("elapsed_ms", time.Since(start).Milliseconds())
 		h.kill()
 

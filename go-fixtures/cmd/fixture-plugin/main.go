@@ -91,6 +91,16 @@ func (s *kvServer) Get(_ context.Context, req *kvproto.GetRequest) (*kvproto.Get
 }
 
 func (s *kvServer) Put(_ context.Context, req *kvproto.PutRequest) (*kvproto.Empty, error) {
+	if req.Key == "flood" {
+		// "<stdout bytes>,<stderr bytes>" of the flood pattern, written in the background.
+		var out, errBytes int64
+		if _, err := fmt.Sscanf(string(req.Value), "%d,%d", &out, &errBytes); err != nil {
+			return nil, fmt.Errorf("flood wants \"<stdout>,<stderr>\": %w", err)
+		}
+		go writeFlood(os.Stdout, out)
+		go writeFlood(os.Stderr, errBytes)
+		return &kvproto.Empty{}, nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.values[req.Key] = req.Value
@@ -206,4 +216,23 @@ func (s *counterServer) Put(ctx context.Context, req *counterproto.PutRequest) (
 	s.values[req.Key] = sum.R
 	s.mu.Unlock()
 	return &counterproto.Empty{}, nil
+}
+
+// writeFlood writes n bytes of the flood pattern (offset % 251) to w.
+func writeFlood(w io.Writer, n int64) {
+	block := make([]byte, 251*256)
+	for i := range block {
+		block[i] = byte(i % 251)
+	}
+	for written := int64(0); written < n; {
+		start := written % 251
+		chunk := int64(len(block)) - start
+		if chunk > n-written {
+			chunk = n - written
+		}
+		if _, err := w.Write(block[start : start+chunk]); err != nil {
+			return
+		}
+		written += chunk
+	}
 }

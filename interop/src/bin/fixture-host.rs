@@ -18,7 +18,7 @@ use plugwire_interop::pb::ping_pong_client::PingPongClient;
 use plugwire_interop::pb::ping_pong_server::{PingPong, PingPongServer};
 use plugwire_interop::pb::test_client::TestClient;
 use plugwire_interop::pb::{
-    BidirectionalRequest, PanicRequest, PingRequest, PongResponse, TestRequest,
+    BidirectionalRequest, PanicRequest, PingRequest, PongResponse, PrintStdioRequest, TestRequest,
 };
 use plugwire_interop::{PLUGIN_NAME, report};
 use tonic::service::Routes;
@@ -90,6 +90,67 @@ impl Captured {
     }
 }
 
+/// A `sync_stdout`/`sync_stderr` sink that keeps (up to 1 MiB of) what it gets or checks the
+/// flood pattern, counts bytes for waiters, and can be slow.
+#[derive(Clone)]
+struct Collector {
+    kept: Arc<Mutex<Vec<u8>>>,
+    check: Arc<Mutex<plugwire_interop::FloodCheck>>,
+    count: Arc<tokio::sync::watch::Sender<u64>>,
+    delay: Duration,
+}
+
+impl Collector {
+    fn new(delay: Duration) -> Self {
+        Collector {
+            kept: Arc::default(),
+            check: Arc::new(Mutex::new(plugwire_interop::FloodCheck::new())),
+            count: Arc::new(tokio::sync::watch::channel(0).0),
+            delay,
+        }
+    }
+
+    /// Waits until `len` bytes arrived (at most `limit`); the bytes seen.
+    async fn wait_for(&self, len: u64, limit: Duration) -> u64 {
+        let mut rx = self.count.subscribe();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|n| *n >= len)).await;
+        *rx.borrow()
+    }
+
+    fn text(&self) -> String {
+        self.kept
+            .lock()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default()
+    }
+
+    fn intact(&self) -> bool {
+        self.check.lock().map(|c| c.intact).unwrap_or(false)
+    }
+}
+
+impl std::io::Write for Collector {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.delay.is_zero() {
+            std::thread::sleep(self.delay); // a deliberately slow host
+        }
+        if let Ok(mut kept) = self.kept.lock()
+            && kept.len() < 1 << 20
+        {
+            kept.extend_from_slice(buf);
+        }
+        if let Ok(mut check) = self.check.lock() {
+            check.feed(buf);
+        }
+        self.count.send_modify(|n| *n += buf.len() as u64);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 struct Launch<'a> {
     options: &'a Options,
     versions: &'a [u32],
@@ -98,6 +159,7 @@ struct Launch<'a> {
     socket_dir: Option<std::path::PathBuf>,
     tls: Option<plugwire_host::TlsConfigs>,
     secure: Option<plugwire_host::SecureConfig>,
+    sync: Option<(Collector, Collector)>,
     stderr: Captured,
 }
 
@@ -111,6 +173,7 @@ impl<'a> Launch<'a> {
             socket_dir: None,
             tls: None,
             secure: None,
+            sync: None,
             stderr: Captured::default(),
         }
     }
@@ -137,6 +200,9 @@ impl<'a> Launch<'a> {
         }
         if let Some(secure) = &self.secure {
             builder = builder.secure_config(secure.clone());
+        }
+        if let Some((out, err)) = &self.sync {
+            builder = builder.sync_stdout(out.clone()).sync_stderr(err.clone());
         }
         let plugin = Plugin::launch(builder.build()).await;
         if let Ok(plugin) = &plugin {
@@ -384,6 +450,60 @@ async fn run(options: &Options) -> anyhow::Result<()> {
                 },
             );
             report("elapsed_ms", start.elapsed().as_millis() as u64);
+            kill(&plugin).await;
+        }
+        "stdio" => {
+            // go-plugin's TestClient_grpcSyncStdio: what the plugin writes arrives exactly.
+            let (out, err) = (
+                Collector::new(Duration::ZERO),
+                Collector::new(Duration::ZERO),
+            );
+            launch.sync = Some((out.clone(), err.clone()));
+            let plugin = launch.start().await?;
+            let (mut test, _) = clients(&plugin)?;
+            let (want_out, want_err) = ("stdout from the plugin\n", "stderr from the plugin\n");
+            test.print_stdio(PrintStdioRequest {
+                stdout: want_out.into(),
+                stderr: want_err.into(),
+            })
+            .await?;
+            out.wait_for(want_out.len() as u64, Duration::from_secs(10))
+                .await;
+            err.wait_for(want_err.len() as u64, Duration::from_secs(10))
+                .await;
+            report("stdout", out.text());
+            report("stderr", err.text());
+            kill(&plugin).await;
+        }
+        "flood" => {
+            // FIXTURE_FLOOD="<stdout bytes>,<stderr bytes>"; FIXTURE_SLOW_SINK_US slows the sinks.
+            let sizes = std::env::var("FIXTURE_FLOOD").unwrap_or_else(|_| "1048576,1048576".into());
+            let (out_len, err_len) = sizes
+                .split_once(',')
+                .and_then(|(o, e)| Some((o.parse::<u64>().ok()?, e.parse::<u64>().ok()?)))
+                .context("FIXTURE_FLOOD")?;
+            let delay = std::env::var("FIXTURE_SLOW_SINK_US")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map_or(Duration::ZERO, Duration::from_micros);
+            let (out, err) = (Collector::new(delay), Collector::new(delay));
+            launch.sync = Some((out.clone(), err.clone()));
+            let plugin = launch.start().await?;
+            let (_, mut kv) = clients(&plugin)?;
+            let start = Instant::now();
+            kv.put(PutRequest {
+                key: "flood".into(),
+                value: sizes.clone().into_bytes(),
+            })
+            .await?;
+            let got_out = out.wait_for(out_len, Duration::from_secs(120)).await;
+            let got_err = err.wait_for(err_len, Duration::from_secs(120)).await;
+            let elapsed = start.elapsed();
+            report("stdout_bytes", got_out);
+            report("stderr_bytes", got_err);
+            report("stdout_intact", out.intact());
+            report("stderr_intact", err.intact());
+            report("elapsed_ms", elapsed.as_millis() as u64);
             kill(&plugin).await;
         }
         "refused" => {

@@ -196,6 +196,22 @@ impl Kv for MemoryKv {
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<kv::Empty>, Status> {
         let PutRequest { key, value } = request.into_inner();
+        if key == "flood" {
+            // "<stdout bytes>,<stderr bytes>" of the flood pattern, written in the background.
+            let sizes = String::from_utf8_lossy(&value).into_owned();
+            let (out, err) = sizes
+                .split_once(',')
+                .and_then(|(o, e)| Some((o.parse::<u64>().ok()?, e.parse::<u64>().ok()?)))
+                .ok_or_else(|| Status::invalid_argument("flood wants \"<stdout>,<stderr>\""))?;
+            std::thread::spawn(move || {
+                let stderr = std::thread::spawn(move || {
+                    plugwire_interop::write_flood(&mut std::io::stderr(), err)
+                });
+                let _ = plugwire_interop::write_flood(&mut std::io::stdout(), out);
+                let _ = stderr.join();
+            });
+            return Ok(Response::new(kv::Empty {}));
+        }
         self.insert(&key, value);
         Ok(Response::new(kv::Empty {}))
     }
