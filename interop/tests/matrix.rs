@@ -767,6 +767,69 @@ mod flood {
     }
 }
 
+/// The plugin's log lines (hclog JSON from both languages) show in the host's log at their
+/// level with their fields.
+async fn logs(p: Pairing) {
+    cell(
+        p,
+        ("logs", "serve", Ending::Graceful),
+        |r| r,
+        |_, o, e| {
+            let lines: Vec<String> = o
+                .get("log_lines")
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|l| l.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let has = |needle: &str| {
+                lines.iter().any(|l| {
+                    l.contains("[INFO]") && l.contains("PrintKV called") && l.contains(needle)
+                })
+            };
+            e.that(has("world") && has("42"), || {
+                format!("plugin log lines: {lines:?}")
+            });
+            stopped_gracefully(o, e);
+        },
+    )
+    .await;
+}
+pairings!(logs);
+
+/// A plugin that panics: the host logs its crash trace at error level (`panic: ...` first).
+async fn panic_logs(p: Pairing) {
+    cell(
+        p,
+        ("panic-logs", "crash", Ending::Killed),
+        |r| r,
+        |_, o, e| {
+            let lines: Vec<String> = o
+                .get("error_lines")
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|l| l.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            e.that(
+                lines
+                    .first()
+                    .is_some_and(|l| l.contains("panic: fixture crash")),
+                || format!("first error line: {:?}", lines.first()),
+            )
+            .that(lines.len() >= 3, || {
+                format!("only {} error lines", lines.len())
+            });
+        },
+    )
+    .await;
+}
+pairings!(panic_logs);
+
 /// Run without its host, a plugin prints go-plugin's message on stderr, nothing on stdout, and
 /// exits 1.
 async fn run_without_host(plugin: Lang) {

@@ -35,6 +35,7 @@
 //! [go-plugin]: https://github.com/hashicorp/go-plugin
 
 mod config;
+pub mod log;
 mod serve;
 mod services;
 mod stdio;

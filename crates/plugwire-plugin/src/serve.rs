@@ -64,6 +64,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
 }
 
 async fn serve_with_env(mut config: ServeConfig, env: PluginEnv) -> Result<(), ServeError> {
+    // Like go-plugin's default plugin logger: hclog JSON on stderr, unless the app has its own.
+    if !tracing::dispatcher::has_been_set() {
+        let _ = crate::log::init();
+    }
     let offered = env.host_versions();
     for token in &offered.invalid {
         eprintln!("server sent invalid plugin version {token:?}");

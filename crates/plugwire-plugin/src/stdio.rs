@@ -29,9 +29,20 @@ const CHUNK: usize = 32 * 1024;
 /// The real stderr, once the plugin's fd 2 has been redirected.
 static REAL_STDERR: OnceLock<File> = OnceLock::new();
 
+/// Serializes writers of the real stderr so lines longer than a pipe's atomic write size
+/// (log lines, panic messages) never interleave.
+static REAL_STDERR_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Writes to the plugin's real stderr (what the host reads as log lines), even after fd 2 has
 /// been redirected to the host's stdio stream.
 pub(crate) fn write_real_stderr(bytes: &[u8]) {
+    #[cfg(test)]
+    if test_capture::take(bytes) {
+        return;
+    }
+    let _serialized = REAL_STDERR_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     match REAL_STDERR.get() {
         Some(mut file) => {
             let _ = file.write_all(bytes);
@@ -39,6 +50,33 @@ pub(crate) fn write_real_stderr(bytes: &[u8]) {
         None => {
             let _ = io::stderr().lock().write_all(bytes);
         }
+    }
+}
+
+/// Lets unit tests see what would reach the real stderr.
+#[cfg(test)]
+pub(crate) fn capture_real_stderr_for_test(f: impl FnOnce()) -> Vec<u8> {
+    test_capture::BUFFER.with(|b| *b.borrow_mut() = Some(Vec::new()));
+    f();
+    test_capture::BUFFER.with(|b| b.borrow_mut().take().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod test_capture {
+    use std::cell::RefCell;
+
+    thread_local! {
+        pub(super) static BUFFER: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn take(bytes: &[u8]) -> bool {
+        BUFFER.with(|b| match b.borrow_mut().as_mut() {
+            Some(buffer) => {
+                buffer.extend_from_slice(bytes);
+                true
+            }
+            None => false,
+        })
     }
 }
 
@@ -214,8 +252,9 @@ pub(crate) fn stream(output: Output) -> impl Stream<Item = StdioData> + Send + '
     )
 }
 
-/// Panic messages go to the real stderr, where go-plugin hosts log them at error level, then
-/// to whatever hook was installed before.
+/// Panic messages go to the real stderr, where go-plugin hosts log them, then to whatever hook
+/// was installed before. The first line is `panic: <message>` as a Go panic's is: Go and
+/// plugwire hosts log it and the lines after it (the location, a backtrace) at error level.
 fn install_panic_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -231,8 +270,14 @@ fn install_panic_hook() {
             .location()
             .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
             .unwrap_or_default();
+        let backtrace = std::backtrace::Backtrace::capture();
+        let backtrace = match backtrace.status() {
+            std::backtrace::BacktraceStatus::Captured => format!("{backtrace}"),
+            _ => String::new(),
+        };
         write_real_stderr(
-            format!("thread '{name}' panicked at {location}:\n{message}\n").as_bytes(),
+            format!("panic: {message}\n\nthread '{name}' panicked at {location}\n{backtrace}")
+                .as_bytes(),
         );
         previous(info);
     }));

@@ -207,6 +207,17 @@ func (h *host) kill() {
 	report("exited", h.client.Exited())
 }
 
+// logLines returns the host's log lines that come from the plugin and pass keep.
+func (h *host) logLines(keep func(string) bool) []string {
+	var lines []string
+	for _, line := range strings.Split(h.logs.String(), "\n") {
+		if strings.Contains(line, "plugin.") && keep(line) {
+			lines = append(lines, line)
+		}
+	}
+	return lines
+}
+
 // reportRaces reports how often go-plugin's multiplexing race was retried.
 func reportRaces() {
 	report("go_plugin_mux_race_retries", goPluginMuxRaces)
@@ -497,6 +508,39 @@ func main() {
 		report("stderr_intact", o.stderr.isIntact())
 		report("elapsed_ms", time.Since(start).Milliseconds())
 		h.kill()
+
+	case "logs":
+		// The plugin's log lines reach the host's log at their level, with their fields.
+		h := launch(o)
+		c, ok := h.dispense()
+		if !ok {
+			os.Exit(1)
+		}
+		for _, req := range []*grpctest.PrintKVRequest{
+			{Key: "hello", Value: &grpctest.PrintKVRequest_ValueString{ValueString: "world"}},
+			{Key: "answer", Value: &grpctest.PrintKVRequest_ValueInt{ValueInt: 42}},
+		} {
+			if _, err := c.Test.PrintKV(ctx, req); err != nil {
+				fail("PrintKV: %v", err)
+			}
+		}
+		h.kill()
+		report("log_lines", h.logLines(func(l string) bool { return strings.Contains(l, "PrintKV called") }))
+
+	case "panic-logs":
+		// A plugin that panics: its crash trace reaches the host's log at error level.
+		h := launch(o)
+		c, ok := h.dispense()
+		if !ok {
+			os.Exit(1)
+		}
+		_, _ = c.Test.Panic(ctx, &grpctest.PanicRequest{Message: "fixture crash"})
+		select {
+		case <-c.Done.Done():
+		case <-time.After(10 * time.Second):
+		}
+		h.client.Kill()
+		report("error_lines", h.logLines(func(l string) bool { return strings.Contains(l, "[ERROR] plugin.") }))
 
 	case "refused":
 		// The plugin must not be reachable: the start or the first call fails.

@@ -506,6 +506,37 @@ async fn run(options: &Options) -> anyhow::Result<()> {
             report("elapsed_ms", elapsed.as_millis() as u64);
             kill(&plugin).await;
         }
+        "logs" => {
+            // The plugin's log lines reach the host's log at their level, with their fields.
+            let plugin = launch.start().await?;
+            let (mut test, _) = clients(&plugin)?;
+            use plugwire_interop::pb::{PrintKvRequest, print_kv_request::Value};
+            for (key, value) in [
+                ("hello", Value::ValueString("world".into())),
+                ("answer", Value::ValueInt(42)),
+            ] {
+                test.print_kv(PrintKvRequest {
+                    key: key.into(),
+                    value: Some(value),
+                })
+                .await?;
+            }
+            kill(&plugin).await;
+            report("log_lines", plugin_logs(|l| l.contains("PrintKV called")));
+        }
+        "panic-logs" => {
+            // A plugin that panics: its crash trace reaches the host's log at error level.
+            let plugin = launch.start().await?;
+            let (mut test, _) = clients(&plugin)?;
+            let _ = test
+                .panic(PanicRequest {
+                    message: "fixture crash".into(),
+                })
+                .await;
+            let _ = tokio::time::timeout(Duration::from_secs(10), plugin.wait()).await;
+            plugin.kill().await;
+            report("error_lines", plugin_logs(|l| l.starts_with("[ERROR]")));
+        }
         "refused" => {
             // The plugin must not be reachable: the launch or the first call fails.
             match launch.start().await {
@@ -698,13 +729,57 @@ async fn tls_rejections(options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The plugin's log lines as the host logged them: `[LEVEL] message key=value ...`.
+static PLUGIN_LOGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Collects the host's `plugwire::plugin` events into [`PLUGIN_LOGS`].
+struct PluginLogs;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for PluginLogs {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != "plugwire::plugin" {
+            return;
+        }
+        #[derive(Default)]
+        struct Text(String, String);
+        impl tracing::field::Visit for Text {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                match field.name() {
+                    "message" => self.0 = format!("{value:?}"),
+                    "fields" => self.1 = format!("{value:?}"),
+                    _ => {}
+                }
+            }
+        }
+        let mut text = Text::default();
+        event.record(&mut text);
+        if let Ok(mut logs) = PLUGIN_LOGS.lock() {
+            logs.push(format!(
+                "[{}] {} {}",
+                event.metadata().level(),
+                text.0,
+                text.1
+            ));
+        }
+    }
+}
+
+fn plugin_logs(filter: impl Fn(&str) -> bool) -> Vec<String> {
+    PLUGIN_LOGS
+        .lock()
+        .map(|logs| logs.iter().filter(|l| filter(l)).cloned().collect())
+        .unwrap_or_default()
+}
+
 fn main() -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PLUGWIRE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("debug")),
-        )
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PLUGWIRE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("debug"));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(PluginLogs)
         .try_init();
     let result = parse_args().and_then(|options| {
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -316,6 +316,8 @@ impl Test for TestImpl {
         request: Request<PrintKvRequest>,
     ) -> Result<Response<PrintKvResponse>, Status> {
         let request = request.into_inner();
+        let span = tracing::info_span!("print_kv", request = "PrintKV");
+        let _entered = span.enter();
         match request.value {
             Some(print_kv_request::Value::ValueString(v)) => {
                 tracing::info!(key = %request.key, value = %v, "PrintKV called");
