@@ -416,3 +416,83 @@ impl Expect {
         }
     }
 }
+
+/// A plugin started by hand in debug mode (for reattach cells): in its own process group and
+/// `TMPDIR`, killed with its group when dropped.
+pub struct DebugPlugin {
+    /// Reaps the plugin as soon as it exits (a zombie still "exists" for `kill(pid, 0)`).
+    waiter: Option<tokio::task::JoinHandle<()>>,
+    pgid: i32,
+    /// The reattach JSON map it printed.
+    pub reattach: String,
+    tmp: tempfile::TempDir,
+}
+
+impl DebugPlugin {
+    /// Starts `plugin debug` and waits (at most 20 s) for its reattach line.
+    pub async fn start(plugin: &Path) -> Self {
+        use tokio::io::AsyncBufReadExt as _;
+        let tmp = tempfile::Builder::new()
+            .prefix("pw")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("no temp dir: {e}"));
+        let mut child = tokio::process::Command::new(plugin)
+            .arg("debug")
+            .env("TMPDIR", tmp.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {}: {e}", plugin.display()));
+        let pgid = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .unwrap_or(0);
+        let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .unwrap_or_else(|| panic!("{} printed no reattach line", plugin.display()));
+        let waiter = tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        DebugPlugin {
+            waiter: Some(waiter),
+            pgid,
+            reattach: line,
+            tmp,
+        }
+    }
+
+    /// Waits (at most `limit`) for the plugin to exit; whether it did.
+    pub async fn exited_within(&mut self, limit: Duration) -> bool {
+        match self.waiter.as_mut() {
+            Some(waiter) => tokio::time::timeout(limit, waiter).await.is_ok(),
+            None => true,
+        }
+    }
+
+    /// Files left in its `TMPDIR`.
+    pub fn leftovers(&self) -> Vec<String> {
+        std::fs::read_dir(self.tmp.path())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for DebugPlugin {
+    fn drop(&mut self) {
+        if self.pgid > 0 {
+            let _ = killpg(Pid::from_raw(self.pgid), Signal::SIGKILL);
+        }
+    }
+}

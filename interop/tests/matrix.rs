@@ -3,8 +3,12 @@
 //! grpc-go go-plugin v1.8.0 pins and with a current grpc-go. Go host x Go plugin is the control:
 //! every expectation here holds for go-plugin itself.
 
-use plugwire_interop::harness::{Expect, Fixtures, GoGrpc, Lang, Outcome, Run, Tls, verdict};
+use plugwire_interop::harness::{
+    DebugPlugin, Expect, Fixtures, GoGrpc, Lang, Outcome, Run, Tls, verdict,
+};
 use serde_json::json;
+use std::path::Path;
+use std::time::Duration;
 
 fn fixtures() -> Fixtures {
     Fixtures::new(
@@ -829,6 +833,80 @@ async fn panic_logs(p: Pairing) {
     .await;
 }
 pairings!(panic_logs);
+
+/// A plugin started by hand in debug mode prints a reattach configuration; a host attaches to
+/// it, calls it, does not stop it (test mode), and notices when it ends.
+async fn reattach(host: Lang, plugin: Lang) {
+    let f = fixtures();
+    let mut debug = DebugPlugin::start(&f.plugin(plugin, GoGrpc::Pinned)).await;
+    let run = Run::host(
+        &f.host(host, GoGrpc::Pinned),
+        Path::new("unused"),
+        "serve",
+        "reattach",
+    )
+    .env("FIXTURE_REATTACH", debug.reattach.clone());
+    let outcome = run.run().await;
+    let mut e = Expect::default();
+    e.that(outcome.success(), || {
+        "the host fixture did not finish".into()
+    })
+    .eq(&outcome, "version", json!(1))
+    .eq(&outcome, "double", json!(42))
+    .eq(&outcome, "alive_after_kill", json!(true))
+    .eq(&outcome, "exit_observed", json!(true))
+    .that(debug.exited_within(Duration::from_secs(5)).await, || {
+        "the plugin kept running".into()
+    })
+    .that(debug.leftovers().is_empty(), || {
+        format!("left behind: {:?}", debug.leftovers())
+    });
+    verdict(
+        &format!("{host}-host/{plugin}-plugin/reattach"),
+        &outcome,
+        e.result(),
+    );
+
+    // A dead pid and a closed address: "reattachment process not found".
+    let run = Run::host(
+        &f.host(host, GoGrpc::Pinned),
+        Path::new("unused"),
+        "serve",
+        "reattach-missing",
+    )
+    .env("FIXTURE_REATTACH", debug.reattach.clone());
+    let outcome = run.run().await;
+    let mut e = Expect::default();
+    e.that(outcome.success(), || {
+        "the host fixture did not finish".into()
+    })
+    .contains(&outcome, "error", "reattachment process not found");
+    verdict(
+        &format!("{host}-host/{plugin}-plugin/reattach-missing"),
+        &outcome,
+        e.result(),
+    );
+}
+
+mod reattach {
+    use super::*;
+    #[tokio::test]
+    async fn go_go() {
+        reattach(Lang::Go, Lang::Go).await;
+    }
+    #[tokio::test]
+    async fn go_rust() {
+        reattach(Lang::Go, Lang::Rust).await;
+    }
+    #[tokio::test]
+    async fn rust_go() {
+        reattach(Lang::Rust, Lang::Go).await;
+    }
+    #[tokio::test]
+    async fn rust_rust() {
+        reattach(Lang::Rust, Lang::Rust).await;
+    }
+}
 
 /// Run without its host, a plugin prints go-plugin's message on stderr, nothing on stdout, and
 /// exits 1.

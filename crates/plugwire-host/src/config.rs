@@ -3,13 +3,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use std::sync::Arc;
 
 use plugwire_protocol::broker::AddressTranslator;
 use plugwire_protocol::env::{DEFAULT_MAX_PORT, DEFAULT_MIN_PORT};
+use plugwire_protocol::reattach::ReattachConfig;
 use plugwire_protocol::tls::TlsConfigs;
 use plugwire_protocol::{MagicCookie, Protocol};
 
@@ -23,6 +24,7 @@ pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Everything needed to launch one plugin (go-plugin's `ClientConfig`).
 pub struct PluginConfig {
     pub(crate) command: std::process::Command,
+    pub(crate) reattach: Option<ReattachConfig>,
     pub(crate) cookie: MagicCookie,
     pub(crate) versions: BTreeMap<u32, BTreeSet<String>>,
     pub(crate) allowed_protocols: Vec<Protocol>,
@@ -67,15 +69,14 @@ impl PluginConfig {
     /// are added on top (see [`PluginConfigBuilder::skip_host_env`] for the precedence). Its
     /// stdin is the host's, stdout and stderr are read by the host.
     pub fn builder(cookie: MagicCookie, command: std::process::Command) -> PluginConfigBuilder {
-        let name = std::path::Path::new(command.get_program())
-            .file_name()
-            .map_or_else(
-                || command.get_program().to_string_lossy().into_owned(),
-                |n| n.to_string_lossy().into_owned(),
-            );
+        let name = Path::new(command.get_program()).file_name().map_or_else(
+            || command.get_program().to_string_lossy().into_owned(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         PluginConfigBuilder {
             config: PluginConfig {
                 command,
+                reattach: None,
                 cookie,
                 versions: BTreeMap::new(),
                 allowed_protocols: vec![Protocol::Grpc],
@@ -96,6 +97,22 @@ impl PluginConfig {
                 translator: None,
             },
         }
+    }
+
+    /// Starts a configuration that attaches to a plugin already running (go-plugin's
+    /// `Reattach`): nothing is launched, no handshake takes place, and a plugin in test mode
+    /// (`Test: true`) is never stopped by the host. SecureConfig and broker multiplexing cannot
+    /// be combined with it; AutoMTLS is ignored (no certificates are exchanged), as in go-plugin.
+    pub fn reattach(reattach: ReattachConfig) -> PluginConfigBuilder {
+        let name = Path::new(&reattach.addr.string).file_name().map_or_else(
+            || "reattached".to_owned(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let mut builder =
+            PluginConfig::builder(MagicCookie::new("", ""), std::process::Command::new(""));
+        builder.config.reattach = Some(reattach);
+        builder.config.name = name;
+        builder
     }
 
     /// The versions offered, each with its plugin names.

@@ -33,6 +33,7 @@
 //! | `Ping()` / `Kill()` / `Exited()` | [`Plugin::ping`] / [`Plugin::kill`] / [`Plugin::exited`] |
 //! | `NegotiatedVersion()` | [`Plugin::version`] |
 //! | the `GRPCBroker` given to `GRPCClient` | [`Plugin::broker`] |
+//! | `ClientConfig{Reattach}` / `ReattachConfig()` | [`PluginConfig::reattach`] / [`Plugin::reattach_config`] |
 //! | `AutoMTLS`, `TLSConfig`, `SecureConfig`, `GRPCBrokerMultiplex` | [`PluginConfigBuilder`] |
 //!
 //! The plugin's stderr becomes `tracing` events (target `plugwire::plugin`) at the levels its
@@ -58,6 +59,7 @@ pub use error::{Error, ErrorKind};
 pub use log::{Level, LogEntry, LogParser, RawSink};
 pub use plugin::{GRACEFUL_EXIT_TIMEOUT, KillReport, Plugin};
 pub use plugwire_protocol::broker::{AddressTranslator, Broker, BrokerError, BrokeredServer};
+pub use plugwire_protocol::reattach::{ReattachAddr, ReattachConfig};
 pub use plugwire_protocol::tls::TlsConfigs;
 pub use plugwire_protocol::transport::{Address, MAX_MESSAGE_SIZE};
 pub use plugwire_protocol::{HandshakeError, MagicCookie, Network, Protocol};

@@ -13,6 +13,7 @@ use plugwire_protocol::mux::Role;
 use plugwire_protocol::pb::Empty;
 use plugwire_protocol::pb::grpc_broker_client::GrpcBrokerClient;
 use plugwire_protocol::pb::grpc_controller_client::GrpcControllerClient;
+use plugwire_protocol::reattach::ReattachConfig;
 use plugwire_protocol::tls::{Identity, PinnedPeer, TlsConfigs};
 use plugwire_protocol::transport::{self, Address};
 use tokio::io::AsyncBufReadExt;
@@ -60,6 +61,8 @@ pub struct Plugin {
     background: Vec<JoinHandle<()>>,
     broker: Broker,
     killed: Mutex<Option<KillReport>>,
+    /// Set for a reattached plugin (its configuration, as given).
+    reattached: Option<ReattachConfig>,
 }
 
 impl Plugin {
@@ -68,6 +71,9 @@ impl Plugin {
     /// Every failure after the process started kills and reaps it before returning.
     pub async fn launch(mut config: PluginConfig) -> Result<Plugin, Error> {
         check_config(&config)?;
+        if let Some(reattach) = config.reattach.take() {
+            return attach(config, reattach).await;
+        }
         if let Some(secure) = &config.secure {
             secure.check(&config.command).await?;
         }
@@ -150,6 +156,19 @@ impl Plugin {
         self.process.pid()
     }
 
+    /// What another host needs to attach to this plugin (go-plugin's `ReattachConfig()`); for a
+    /// reattached plugin, the configuration it was attached with.
+    pub fn reattach_config(&self) -> ReattachConfig {
+        self.reattached.clone().unwrap_or_else(|| {
+            ReattachConfig::new(
+                Protocol::Grpc,
+                self.version,
+                &self.address,
+                self.pid().unwrap_or(0),
+            )
+        })
+    }
+
     /// The host's broker for this plugin: serve callbacks to the plugin
     /// ([`Broker::accept_and_serve`]) or dial services it serves ([`Broker::dial`]).
     pub fn broker(&self) -> &Broker {
@@ -219,6 +238,15 @@ impl Plugin {
     pub async fn kill(&self) -> KillReport {
         let mut killed = self.killed.lock().await;
         if let Some(report) = *killed {
+            return report;
+        }
+        if self.reattached.as_ref().is_some_and(|r| r.test) {
+            // A plugin in test mode ends on its own; the host never stops it (go-plugin).
+            let report = KillReport {
+                graceful: false,
+                status: None,
+            };
+            *killed = Some(report);
             return report;
         }
         // As go-plugin: close the broker first, then ask for shutdown.
@@ -396,39 +424,23 @@ impl Started {
         channel: Channel,
         broker: Broker,
     ) -> Plugin {
-        let sinks = crate::stdio::Sinks {
-            stdout: config.sync_stdout.take(),
-            stderr: config.sync_stderr.take(),
-        };
-        let closing = broker.clone();
-        let stdio = tokio::spawn(crate::stdio::run(
-            channel.clone(),
-            self.name.clone(),
-            sinks,
-            move || closing.is_closed(),
-        ));
-        let background = vec![tokio::spawn(run_broker_stream(
-            channel.clone(),
-            broker.clone(),
-        ))];
         let plugins = config
             .versions
             .remove(&line.app_version)
             .unwrap_or_default();
         // The stdout reader keeps draining on its own until EOF.
-        Plugin {
+        assemble(Assembly {
             name: std::mem::take(&mut self.name),
             version: line.app_version,
             plugins,
             address,
             channel,
             process: self.process.clone(),
-            stderr_done: Mutex::new(self.stderr_task.take()),
-            stdio_done: Mutex::new(Some(stdio)),
-            background,
+            stderr_task: self.stderr_task.take(),
             broker,
-            killed: Mutex::new(None),
-        }
+            config,
+            reattached: None,
+        })
     }
 
     /// stdout ended (or the process exited) without a line.
@@ -480,6 +492,142 @@ impl Started {
     }
 }
 
+/// The parts of a connected plugin.
+struct Assembly {
+    name: String,
+    version: u32,
+    plugins: BTreeSet<String>,
+    address: Address,
+    channel: Channel,
+    process: Arc<Process>,
+    stderr_task: Option<JoinHandle<()>>,
+    broker: Broker,
+    config: PluginConfig,
+    reattached: Option<ReattachConfig>,
+}
+
+/// Starts the broker and stdio streams and builds the handle.
+fn assemble(mut parts: Assembly) -> Plugin {
+    let sinks = crate::stdio::Sinks {
+        stdout: parts.config.sync_stdout.take(),
+        stderr: parts.config.sync_stderr.take(),
+    };
+    let closing = parts.broker.clone();
+    let stdio = tokio::spawn(crate::stdio::run(
+        parts.channel.clone(),
+        parts.name.clone(),
+        sinks,
+        move || closing.is_closed(),
+    ));
+    let background = vec![tokio::spawn(run_broker_stream(
+        parts.channel.clone(),
+        parts.broker.clone(),
+    ))];
+    Plugin {
+        name: parts.name,
+        version: parts.version,
+        plugins: parts.plugins,
+        address: parts.address,
+        channel: parts.channel,
+        process: parts.process,
+        stderr_done: Mutex::new(parts.stderr_task),
+        stdio_done: Mutex::new(Some(stdio)),
+        background,
+        broker: parts.broker,
+        killed: Mutex::new(None),
+        reattached: parts.reattached,
+    }
+}
+
+/// Attaches to a running plugin (go-plugin's `reattach`): it must exist and answer at its
+/// address, else `ErrorKind::NotFound` ("reattachment process not found").
+async fn attach(mut config: PluginConfig, reattach: ReattachConfig) -> Result<Plugin, Error> {
+    let config_error = |message: &str| Error::new(ErrorKind::Config, message.to_owned());
+    if config.secure.is_some() {
+        return Err(config_error(
+            "only one of Reattach or SecureConfig can be set",
+        ));
+    }
+    if config.multiplex {
+        return Err(config_error(
+            "gRPC broker multiplexing is not supported with Reattach config",
+        ));
+    }
+    match reattach.protocol() {
+        Ok(Protocol::Grpc) => {}
+        Ok(other) => {
+            return Err(config_error(&format!(
+                "unsupported plugin protocol {:?}: plugwire reattaches to gRPC plugins only",
+                other.as_str()
+            )));
+        }
+        Err(e) => {
+            return Err(Error::with_source(
+                ErrorKind::Config,
+                "invalid reattach configuration",
+                e,
+            ));
+        }
+    }
+    let line = HandshakeLine {
+        app_version: reattach.protocol_version,
+        network: reattach
+            .address()
+            .map_err(|e| {
+                Error::with_source(ErrorKind::Config, "invalid reattach configuration", e)
+            })?
+            .network(),
+        address: reattach.addr.string.clone(),
+        protocol: Protocol::Grpc,
+        server_cert: None,
+        multiplex: None,
+    };
+    let address = translate(config.translator.as_deref(), &line)?;
+    let not_found = |why: String| {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("reattachment process not found: {why}"),
+        )
+    };
+    if reattach.pid != 0 && !process::is_alive(reattach.pid) {
+        return Err(not_found(format!("no process with pid {}", reattach.pid)));
+    }
+    if let Err(e) = address.dial().await {
+        return Err(not_found(format!("nothing answers at {address} ({e})")));
+    }
+    if config.auto_mtls {
+        tracing::debug!("AutoMTLS is ignored when reattaching: no certificates are exchanged");
+    }
+    let broker = Broker::new(BrokerConfig {
+        role: Role::Host,
+        tls: config.tls.clone().unwrap_or_default(),
+        listen: BrokerListen::Unix {
+            dir: config.unix_socket_dir.clone(),
+            group: config.unix_socket_group.clone(),
+        },
+        translator: config.translator.clone(),
+        multiplex: false,
+    });
+    let channel = connect(&address, &broker).await?;
+    let plugins = config
+        .versions
+        .get(&reattach.protocol_version)
+        .cloned()
+        .unwrap_or_else(|| config.versions.values().flatten().cloned().collect());
+    Ok(assemble(Assembly {
+        name: std::mem::take(&mut config.name),
+        version: reattach.protocol_version,
+        plugins,
+        address,
+        channel,
+        process: Arc::new(Process::attach(reattach.pid)),
+        stderr_task: None,
+        broker,
+        config,
+        reattached: Some(reattach),
+    }))
+}
+
 /// AutoMTLS, host side: trust exactly the certificate the plugin sent in its handshake line.
 fn auto_mtls(identity: &Identity, line: &HandshakeLine) -> Result<TlsConfigs, Error> {
     let cert = line.server_cert.clone().ok_or_else(|| {
@@ -502,6 +650,9 @@ fn auto_mtls(identity: &Identity, line: &HandshakeLine) -> Result<TlsConfigs, Er
 }
 
 fn check_config(config: &PluginConfig) -> Result<(), Error> {
+    if config.reattach.is_some() {
+        return Ok(());
+    }
     if !config.auto_mtls && config.tls.as_ref().is_some_and(|t| t.client.is_none()) {
         return Err(Error::new(
             ErrorKind::Config,
@@ -779,6 +930,40 @@ mod tests {
             get("PATH").is_none(),
             "skip_host_env leaves the host's environment out"
         );
+    }
+
+    #[tokio::test]
+    async fn reattach_refuses_what_go_plugin_refuses() {
+        let reattach = || {
+            ReattachConfig::from_json(
+                r#"{"Protocol":"grpc","ProtocolVersion":1,"Pid":1,"Addr":{"Network":"unix","String":"/tmp/p"}}"#,
+            )
+            .expect("valid")
+        };
+        let err = Plugin::launch(
+            PluginConfig::reattach(reattach())
+                .secure_config(crate::SecureConfig::sha256(vec![0; 32]))
+                .build(),
+        )
+        .await
+        .expect_err("reattach + SecureConfig");
+        assert_eq!(
+            err.to_string(),
+            "only one of Reattach or SecureConfig can be set"
+        );
+        let err = Plugin::launch(PluginConfig::reattach(reattach()).multiplex(true).build())
+            .await
+            .expect_err("reattach + multiplexing");
+        assert_eq!(
+            err.to_string(),
+            "gRPC broker multiplexing is not supported with Reattach config"
+        );
+        let mut netrpc = reattach();
+        netrpc.protocol = String::new();
+        let err = Plugin::launch(PluginConfig::reattach(netrpc).build())
+            .await
+            .expect_err("empty protocol means netrpc");
+        assert_eq!(err.kind(), ErrorKind::Config);
     }
 
     #[test]

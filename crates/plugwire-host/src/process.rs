@@ -21,8 +21,8 @@ pub(crate) struct Process {
     exited: CancellationToken,
     kill: CancellationToken,
     socket: Arc<Mutex<Option<PathBuf>>>,
-    /// Dropping the owner kills the process.
-    _kill_on_drop: DropGuard,
+    /// Dropping the owner kills a launched process (not a reattached one).
+    _kill_on_drop: Option<DropGuard>,
 }
 
 impl Process {
@@ -69,12 +69,42 @@ impl Process {
                 status,
                 exited,
                 socket,
-                _kill_on_drop: kill.clone().drop_guard(),
+                _kill_on_drop: Some(kill.clone().drop_guard()),
                 kill,
             },
             stdout,
             stderr,
         ))
+    }
+
+    /// Watches a process this host did not start (reattach): its exit is noticed by polling, as
+    /// go-plugin does for non-children; no exit status is known; dropping does not kill it.
+    pub(crate) fn attach(pid: u32) -> Process {
+        let (_status_tx, status) = watch::channel(None);
+        let exited = CancellationToken::new();
+        let kill = CancellationToken::new();
+        let (watch_exited, watch_kill) = (exited.clone(), kill.clone());
+        tokio::spawn(async move {
+            while pid == 0 || is_alive(pid) {
+                tokio::select! {
+                    () = tokio::time::sleep(ATTACHED_POLL) => {}
+                    () = watch_kill.cancelled(), if pid != 0 => {
+                        let _ = nix::sys::signal::kill(pid_of(pid), nix::sys::signal::Signal::SIGKILL);
+                        // Keep polling until it is gone.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+            watch_exited.cancel();
+        });
+        Process {
+            pid: Some(pid).filter(|p| *p != 0),
+            status,
+            exited,
+            kill,
+            socket: Arc::new(Mutex::new(None)),
+            _kill_on_drop: None,
+        }
     }
 
     /// Records the unix socket the plugin listens on, to remove it if the plugin dies without
@@ -170,6 +200,37 @@ fn remove_stale_socket(path: &Path, dirs: &[PathBuf]) {
             }
         }
     }
+}
+
+/// How often a reattached process is checked for exit (go-plugin polls every second).
+const ATTACHED_POLL: Duration = Duration::from_millis(200);
+
+fn pid_of(pid: u32) -> nix::unistd::Pid {
+    nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX))
+}
+
+/// Whether a process is running (signal 0; a process of another user exists too). A zombie,
+/// exited but not yet reaped by its parent, counts as gone.
+pub(crate) fn is_alive(pid: u32) -> bool {
+    let exists = match nix::sys::signal::kill(pid_of(pid), None) {
+        Ok(()) => true,
+        Err(errno) => errno == nix::errno::Errno::EPERM,
+    };
+    exists && !is_zombie(pid)
+}
+
+/// Linux: `/proc/<pid>/stat` says `Z` after the command name.
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after_name = stat.rsplit_once(')')?.1;
+            after_name
+                .split_whitespace()
+                .next()
+                .map(|state| state == "Z")
+        })
+        .unwrap_or(false)
 }
 
 /// Describes an exit status the way a user wants to read it.

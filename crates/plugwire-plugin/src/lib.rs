@@ -31,6 +31,7 @@
 //! | `GRPCServer(broker, s)` using the broker | [`PluginSet::add_with`], given the [`Broker`] |
 //! | `broker.AcceptAndServe` / `broker.Dial` | [`Broker::accept_and_serve`] / [`Broker::dial`] |
 //! | `TLSProvider` | [`ServeConfigBuilder::tls_provider`] |
+//! | `ServeConfig{Test: ...}` (debug mode, reattach) | [`serve_debug`] |
 //!
 //! [go-plugin]: https://github.com/hashicorp/go-plugin
 
@@ -44,4 +45,4 @@ pub use config::{PluginSet, ServeConfig, ServeConfigBuilder, TlsProvider, Transp
 pub use plugwire_protocol::broker::{Broker, BrokerError, BrokeredServer};
 pub use plugwire_protocol::tls::TlsConfigs;
 pub use plugwire_protocol::{MagicCookie, error_chain};
-pub use serve::{ServeError, serve};
+pub use serve::{ServeError, serve, serve_debug};

@@ -11,6 +11,7 @@ use plugwire_protocol::mux::Role;
 use plugwire_protocol::pb::grpc_broker_server::GrpcBrokerServer;
 use plugwire_protocol::pb::grpc_controller_server::GrpcControllerServer;
 use plugwire_protocol::pb::grpc_stdio_server::GrpcStdioServer;
+use plugwire_protocol::reattach::{self, ReattachConfig};
 use plugwire_protocol::tls::{Identity, PinnedPeer, TlsConfigs, TlsError};
 use plugwire_protocol::transport::{self, Listener};
 use tokio_util::sync::CancellationToken;
@@ -60,10 +61,26 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         let _ = io::stderr().write_all(e.stderr_message().as_bytes());
         std::process::exit(1);
     }
-    serve_with_env(config, env).await
+    serve_with_env(config, env, None).await
 }
 
-async fn serve_with_env(mut config: ServeConfig, env: PluginEnv) -> Result<(), ServeError> {
+/// Serves in debug mode, for a plugin started by hand (go-plugin's test mode, what Terraform
+/// providers' `-debug` flag does): no cookie check, no handshake line, Ctrl-C stops it. Prints,
+/// as one line on stdout, the JSON map `{"<name>": <reattach configuration>}` to give a host
+/// (e.g. in `TF_REATTACH_PROVIDERS`, or to `PluginConfig::reattach` in a plugwire host), and how
+/// to use it on stderr. The host never stops a plugin attached this way.
+pub async fn serve_debug(mut config: ServeConfig, name: &str) -> Result<(), ServeError> {
+    config.capture_stdio = false;
+    config.exit_with_host = false;
+    let env = PluginEnv::from_vars(std::env::vars_os());
+    serve_with_env(config, env, Some(name)).await
+}
+
+async fn serve_with_env(
+    mut config: ServeConfig,
+    env: PluginEnv,
+    debug: Option<&str>,
+) -> Result<(), ServeError> {
     // Like go-plugin's default plugin logger: hclog JSON on stderr, unless the app has its own.
     if !tracing::dispatcher::has_been_set() {
         let _ = crate::log::init();
@@ -115,15 +132,33 @@ async fn serve_with_env(mut config: ServeConfig, env: PluginEnv) -> Result<(), S
         multiplex: env.multiplex_requested().then_some(multiplex),
     };
     tracing::debug!(address = %listener.address(), version, "plugin address");
+    let announcement = match debug {
+        None => line.to_string(),
+        Some(name) => {
+            let mut reattach = ReattachConfig::new(
+                Protocol::Grpc,
+                version,
+                listener.address(),
+                std::process::id(),
+            );
+            reattach.test = true;
+            let map = reattach::format_map(&[(name.to_owned(), reattach)].into_iter().collect());
+            eprintln!(
+                "Plugin {name} started in debug mode; stop it with Ctrl-C. To attach a host, \
+                 give it this reattach configuration (e.g. TF_REATTACH_PROVIDERS='<it>'):\n\t{map}"
+            );
+            map
+        }
+    };
     {
         let mut stdout = io::stdout().lock();
-        writeln!(stdout, "{line}")
+        writeln!(stdout, "{announcement}")
             .and_then(|()| stdout.flush())
             .map_err(ServeError::Stdout)?;
     }
 
     let shutdown = CancellationToken::new();
-    spawn_signal_handlers(shutdown.clone());
+    spawn_signal_handlers(shutdown.clone(), debug.is_none());
     let capture = if config.capture_stdio {
         match Capture::start(&shutdown) {
             Ok(capture) => Some(capture),
@@ -289,14 +324,20 @@ fn add_reflection(routes: &mut RoutesBuilder, app_sets: &[&'static [u8]], app_se
     }
 }
 
-/// Ignores SIGINT like a Go plugin; SIGTERM shuts down cleanly (the socket file is removed).
-fn spawn_signal_handlers(shutdown: CancellationToken) {
+/// Ignores SIGINT like a Go plugin (`ignore_interrupt`; in debug mode SIGINT stops the plugin);
+/// SIGTERM shuts down cleanly (the socket file is removed).
+fn spawn_signal_handlers(shutdown: CancellationToken, ignore_interrupt: bool) {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::interrupt()) {
         Ok(mut interrupts) => {
+            let shutdown = shutdown.clone();
             tokio::spawn(async move {
                 let mut count = 0u64;
                 while interrupts.recv().await.is_some() {
+                    if !ignore_interrupt {
+                        shutdown.cancel();
+                        return;
+                    }
                     count += 1;
                     tracing::trace!(count, "plugin received interrupt signal, ignoring");
                 }

@@ -23,6 +23,7 @@
 //! | [`transport`] | listeners as go-plugin makes them, dialing, TLS wrapping, channel plumbing |
 //! | [`broker`] | go-plugin's `GRPCBroker`, plain and multiplexed, with its `ConnInfo`/knock bookkeeping |
 //! | [`mux`] | the yamux session of multiplexed mode |
+//! | [`reattach`] | `ReattachConfig` and its JSON form (`TF_REATTACH_PROVIDERS`) |
 //! | [`pb`] | go-plugin's `plugin` protos: broker, controller, stdio |
 //!
 //! ```
@@ -41,6 +42,7 @@ pub mod broker;
 pub mod env;
 pub mod handshake;
 pub mod mux;
+pub mod reattach;
 pub mod tls;
 pub mod transport;
 

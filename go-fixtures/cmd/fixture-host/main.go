@@ -12,12 +12,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -541,6 +543,63 @@ func main() {
 		}
 		h.client.Kill()
 		report("error_lines", h.logLines(func(l string) bool { return strings.Contains(l, "[ERROR] plugin.") }))
+
+	case "reattach", "reattach-missing":
+		// FIXTURE_REATTACH holds {"name": <reattach configuration>} from a plugin's debug mode.
+		var configs map[string]struct {
+			Protocol        plugin.Protocol
+			ProtocolVersion int
+			Pid             int
+			Test            bool
+			Addr            struct{ Network, String string }
+		}
+		if err := json.Unmarshal([]byte(os.Getenv("FIXTURE_REATTACH")), &configs); err != nil {
+			fail("FIXTURE_REATTACH: %v", err)
+		}
+		for _, rc := range configs {
+			if *scenario == "reattach-missing" {
+				rc.Pid = 0x3ffffff0
+				rc.Addr.String = filepath.Join(os.TempDir(), "plugin-gone")
+			}
+			var addr net.Addr = &net.UnixAddr{Name: rc.Addr.String, Net: "unix"}
+			if rc.Addr.Network == "tcp" {
+				addr, _ = net.ResolveTCPAddr("tcp", rc.Addr.String)
+			}
+			client := plugin.NewClient(&plugin.ClientConfig{
+				HandshakeConfig:  fixture.Handshake,
+				VersionedPlugins: map[int]plugin.PluginSet{rc.ProtocolVersion: {fixture.PluginName: &fixture.Plugin{}}},
+				Plugins:          plugin.PluginSet{fixture.PluginName: &fixture.Plugin{}},
+				AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+				Reattach: &plugin.ReattachConfig{
+					Protocol: rc.Protocol, ProtocolVersion: rc.ProtocolVersion,
+					Addr: addr, Pid: rc.Pid, Test: rc.Test,
+				},
+			})
+			rpc, err := client.Client()
+			if err != nil {
+				report("error", err.Error())
+				return
+			}
+			raw, err := rpc.Dispense(fixture.PluginName)
+			if err != nil {
+				fail("dispense: %v", err)
+			}
+			report("version", client.NegotiatedVersion())
+			d, err := raw.(*fixture.Client).Test.Double(ctx, &grpctest.TestRequest{Input: 21})
+			if err != nil {
+				fail("double: %v", err)
+			}
+			report("double", d.Output)
+			client.Kill()
+			report("alive_after_kill", rpc.Ping() == nil)
+			_ = syscall.Kill(rc.Pid, syscall.SIGTERM)
+			deadline := time.Now().Add(10 * time.Second)
+			for !client.Exited() && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+			}
+			report("exit_observed", client.Exited())
+			return
+		}
 
 	case "refused":
 		// The plugin must not be reachable: the start or the first call fails.

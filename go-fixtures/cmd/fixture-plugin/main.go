@@ -6,11 +6,14 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/golang/protobuf/ptypes/empty"
@@ -63,6 +66,29 @@ func main() {
 		}
 		kv.values["stdin"] = data
 		config.VersionedPlugins = map[int]plugin.PluginSet{1: set()}
+	case "debug":
+		// go-plugin's test mode, as a debuggable provider uses it: print the reattach
+		// configuration in Terraform's JSON form, serve until SIGINT/SIGTERM.
+		config.VersionedPlugins = map[int]plugin.PluginSet{1: set()}
+		ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer cancel()
+		reattach := make(chan *plugin.ReattachConfig, 1)
+		closed := make(chan struct{})
+		config.Test = &plugin.ServeTestConfig{Context: ctx, ReattachConfigCh: reattach, CloseCh: closed}
+		go func() {
+			r := <-reattach
+			data, _ := json.Marshal(map[string]interface{}{"fixture": map[string]interface{}{
+				"Protocol":        r.Protocol,
+				"ProtocolVersion": r.ProtocolVersion,
+				"Pid":             r.Pid,
+				"Test":            r.Test,
+				"Addr":            map[string]string{"Network": r.Addr.Network(), "String": r.Addr.String()},
+			}})
+			fmt.Println(string(data))
+		}()
+		plugin.Serve(config)
+		<-closed
+		return
 	case "never":
 		// Never print a handshake line; the host's start timeout must fire.
 		time.Sleep(time.Minute)

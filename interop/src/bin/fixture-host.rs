@@ -537,6 +537,52 @@ async fn run(options: &Options) -> anyhow::Result<()> {
             plugin.kill().await;
             report("error_lines", plugin_logs(|l| l.starts_with("[ERROR]")));
         }
+        "reattach" | "reattach-missing" => {
+            // FIXTURE_REATTACH holds `{"name": <reattach configuration>}` from a plugin's debug mode.
+            let json = std::env::var("FIXTURE_REATTACH").context("FIXTURE_REATTACH")?;
+            let map = plugwire_protocol::reattach::parse_map(&json)?;
+            let (_, mut reattach) = map.into_iter().next().context("empty reattach map")?;
+            if options.scenario == "reattach-missing" {
+                // A process that is gone and an address nobody listens on.
+                reattach.pid = 0x3fff_fff0;
+                reattach.addr.string = std::env::temp_dir()
+                    .join("plugin-gone")
+                    .display()
+                    .to_string();
+            }
+            let version = reattach.protocol_version;
+            let config = PluginConfig::reattach(reattach)
+                .plugins(version, [PLUGIN_NAME])
+                .build();
+            let plugin = match Plugin::launch(config).await {
+                Ok(plugin) => plugin,
+                Err(e) => {
+                    report("error", e.chain());
+                    report("error_kind", format!("{:?}", e.kind()));
+                    return Ok(());
+                }
+            };
+            report("version", plugin.version());
+            let (mut test, _) = clients(&plugin)?;
+            report(
+                "double",
+                test.double(TestRequest { input: 21 })
+                    .await?
+                    .into_inner()
+                    .output,
+            );
+            // Killing a plugin in test mode is the plugin's business: it keeps running.
+            plugin.kill().await;
+            report("alive_after_kill", plugin.ping().await.is_ok());
+            // When it does end, the reattached host notices.
+            let pid = plugin.pid().context("no pid")?;
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(pid)?),
+                nix::sys::signal::Signal::SIGTERM,
+            )?;
+            let exited = tokio::time::timeout(Duration::from_secs(10), plugin.wait()).await;
+            report("exit_observed", exited.is_ok());
+        }
         "refused" => {
             // The plugin must not be reachable: the launch or the first call fails.
             match launch.start().await {

@@ -58,8 +58,10 @@ fn main() -> ExitCode {
     let mut transport = Transport::Unix;
     let mut manual_tls = false;
     let mut multiplex = true;
+    let mut debug = false;
     match mode.as_str() {
         "serve" | "crash" => {}
+        "debug" => debug = true,
         "no-mux" => multiplex = false,
         "manual-tls" => manual_tls = true,
         "mitm-cert" => return run(mitm_cert()),
@@ -117,7 +119,14 @@ fn main() -> ExitCode {
             );
         builder = builder.plugins(version, set);
     }
-    run(async move { serve(builder.build()).await.map_err(Into::into) })
+    run(async move {
+        if debug {
+            plugwire_plugin::serve_debug(builder.build(), "fixture").await?;
+        } else {
+            serve(builder.build()).await?;
+        }
+        Ok(())
+    })
 }
 
 fn run(future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
