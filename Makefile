@@ -65,5 +65,16 @@ codegen:
 codegen-check:
 	$(CARGO) run -q -p plugwire-codegen -- --check
 
+## fuzz: each cargo-fuzz target for FUZZ_SECONDS (default 60) from the committed seeds (needs nightly)
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := handshake_line protocol_versions cert_field hclog_line
+fuzz:
+	@$(CARGO) +nightly --version >/dev/null 2>&1 || { echo "make fuzz needs a nightly toolchain: rustup toolchain install nightly"; exit 1; }
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p ../target/fuzz-corpus/$$t && \
+		$(CARGO) +nightly fuzz run --target-dir ../target/fuzz $$t ../target/fuzz-corpus/$$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
+
 clean:
 	$(CARGO) clean

@@ -152,6 +152,8 @@ pub struct Run {
     pub dir: Option<PathBuf>,
     /// The bound on the whole run.
     pub timeout: Duration,
+    /// Leave the process group alone afterwards (the test checks and cleans up itself).
+    pub spare_group: bool,
 }
 
 impl Run {
@@ -171,6 +173,7 @@ impl Run {
             stdin: None,
             dir: None,
             timeout: Duration::from_secs(60),
+            spare_group: false,
         }
     }
 
@@ -183,6 +186,7 @@ impl Run {
             stdin: None,
             dir: None,
             timeout: Duration::from_secs(60),
+            spare_group: false,
         }
     }
 
@@ -242,9 +246,9 @@ impl Run {
         }
         let output = tokio::time::timeout(self.timeout, child.wait_with_output()).await;
         let elapsed = started.elapsed();
-        // Anything still in the group outlived its host.
-        let leaked = pgid.is_some_and(|g| killpg(Pid::from_raw(g), None).is_ok());
-        if let Some(g) = pgid {
+        // Anything still running in the group outlived its host.
+        let leaked = pgid.is_some_and(|g| !group_members(g).is_empty());
+        if let Some(g) = pgid.filter(|_| !self.spare_group) {
             let _ = killpg(Pid::from_raw(g), Signal::SIGKILL);
         }
         let leftovers = std::fs::read_dir(tmp.path())
@@ -495,4 +499,56 @@ impl Drop for DebugPlugin {
             let _ = killpg(Pid::from_raw(self.pgid), Signal::SIGKILL);
         }
     }
+}
+
+/// Running (not zombie) processes whose process group is `pgid`, from `/proc`.
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // Fields after "(comm)": state, ppid, pgrp.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace().collect())
+                .unwrap_or_default();
+            fields.first().is_some_and(|state| *state != "Z")
+                && fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
+        })
+        .collect()
+}
+
+/// Whether `pid` is running (a zombie counts as gone).
+pub fn is_running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_owned();
+            Some(state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// Waits (polling `/proc`, at most `limit`) for `pid` to stop running; whether it did. There is
+/// no exit notification for a process that is not our child.
+pub async fn wait_gone(pid: i32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while is_running(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
 }

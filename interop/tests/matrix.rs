@@ -908,6 +908,153 @@ mod reattach {
     }
 }
 
+/// The host dies (SIGKILL, or a Rust host's panic) without stopping its plugin. A Rust host's
+/// plugins die with it (`PR_SET_PDEATHSIG`), a Rust plugin exits when its host is gone; a Go
+/// plugin under a Go host keeps running (go-plugin has neither), which the control cell shows.
+async fn host_dies(host: Lang, plugin: Lang, scenario: &str, plugin_survives: bool) {
+    let f = fixtures();
+    let mut run = Run::host(
+        &f.host(host, GoGrpc::Pinned),
+        &f.plugin(plugin, GoGrpc::Pinned),
+        "serve",
+        scenario,
+    );
+    run.spare_group = true;
+    let outcome = run.run().await;
+    let pid = outcome
+        .get("plugin_pid")
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok());
+    let mut e = Expect::default();
+    e.that(!outcome.success(), || "the host was supposed to die".into())
+        .that(pid.is_some(), || "no plugin pid reported".into());
+    if let Some(pid) = pid {
+        let gone = plugwire_interop::harness::wait_gone(pid, Duration::from_secs(5)).await;
+        e.that(gone != plugin_survives, || {
+            format!(
+                "plugin {pid} gone: {gone}, expected gone: {}",
+                !plugin_survives
+            )
+        });
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    verdict(
+        &format!("{host}-host/{plugin}-plugin/{scenario}"),
+        &outcome,
+        e.result(),
+    );
+}
+
+mod host_dies {
+    use super::*;
+    #[tokio::test]
+    async fn rust_host_go_plugin() {
+        host_dies(Lang::Rust, Lang::Go, "host-dies", false).await;
+    }
+    #[tokio::test]
+    async fn rust_host_rust_plugin() {
+        host_dies(Lang::Rust, Lang::Rust, "host-dies", false).await;
+    }
+    #[tokio::test]
+    async fn go_host_rust_plugin() {
+        host_dies(Lang::Go, Lang::Rust, "host-dies", false).await;
+    }
+    #[tokio::test]
+    async fn go_host_go_plugin_control() {
+        host_dies(Lang::Go, Lang::Go, "host-dies", true).await;
+    }
+    #[tokio::test]
+    async fn rust_host_panics_go_plugin() {
+        host_dies(Lang::Rust, Lang::Go, "host-panics", false).await;
+    }
+    #[tokio::test]
+    async fn rust_host_panics_rust_plugin() {
+        host_dies(Lang::Rust, Lang::Rust, "host-panics", false).await;
+    }
+}
+
+/// 500 launch/call/kill cycles leave no file descriptor, child process or socket file behind.
+async fn soak(plugin: Lang) {
+    let p = Pairing {
+        host: Lang::Rust,
+        plugin,
+        grpc: GoGrpc::Pinned,
+        tls: Tls::Plain,
+        mux: false,
+    };
+    let mut longer = |mut r: Run| {
+        r.timeout = Duration::from_secs(300);
+        r.env("FIXTURE_SOAK", "500")
+    };
+    cell(
+        p,
+        ("soak", "serve", Ending::Graceful),
+        &mut longer,
+        |_, o, e| {
+            e.eq(o, "cycles", json!(500))
+                .eq(o, "fds_grew", json!(0))
+                .eq(o, "children_grew", json!(0))
+                .eq(o, "sockets_grew", json!(0));
+        },
+    )
+    .await;
+}
+
+mod soak {
+    use super::*;
+    #[tokio::test]
+    async fn rust_host_go_plugin() {
+        soak(Lang::Go).await;
+    }
+    #[tokio::test]
+    async fn rust_host_rust_plugin() {
+        soak(Lang::Rust).await;
+    }
+}
+
+/// `ManagedPlugins::kill_all` stops several plugins at once, gracefully.
+async fn managed(p: Pairing) {
+    cell(
+        p,
+        ("managed", "serve", Ending::Graceful),
+        |r| r,
+        |_, o, e| {
+            e.eq(o, "managed", json!(3));
+            stopped_gracefully(o, e);
+        },
+    )
+    .await;
+}
+
+mod managed {
+    use super::*;
+    #[tokio::test]
+    async fn rust_host_go_plugin() {
+        managed(Pairing {
+            host: Lang::Rust,
+            plugin: Lang::Go,
+            grpc: GoGrpc::Pinned,
+            tls: Tls::Plain,
+            mux: false,
+        })
+        .await;
+    }
+    #[tokio::test]
+    async fn rust_host_rust_plugin() {
+        managed(Pairing {
+            host: Lang::Rust,
+            plugin: Lang::Rust,
+            grpc: GoGrpc::Pinned,
+            tls: Tls::Plain,
+            mux: false,
+        })
+        .await;
+    }
+}
+
 /// Run without its host, a plugin prints go-plugin's message on stderr, nothing on stdout, and
 /// exits 1.
 async fn run_without_host(plugin: Lang) {

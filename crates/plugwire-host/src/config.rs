@@ -42,6 +42,7 @@ pub struct PluginConfig {
     pub(crate) tls: Option<TlsConfigs>,
     pub(crate) secure: Option<SecureConfig>,
     pub(crate) multiplex: bool,
+    pub(crate) kill_with_host: bool,
     pub(crate) translator: Option<Arc<dyn AddressTranslator>>,
 }
 
@@ -94,6 +95,7 @@ impl PluginConfig {
                 tls: None,
                 secure: None,
                 multiplex: false,
+                kill_with_host: true,
                 translator: None,
             },
         }
@@ -224,6 +226,15 @@ impl PluginConfigBuilder {
     /// in its handshake line, else the launch fails.
     pub fn multiplex(mut self, enabled: bool) -> Self {
         self.config.multiplex = enabled;
+        self
+    }
+
+    /// Whether the OS kills the plugin when the host dies without stopping it (SIGKILL, a crash),
+    /// via Linux `PR_SET_PDEATHSIG` on the process the host starts (default: yes). A plugin
+    /// started through a wrapper such as `sh -c` is not covered; plugwire plugins exit by
+    /// themselves when their host is gone.
+    pub fn kill_with_host(mut self, enabled: bool) -> Self {
+        self.config.kill_with_host = enabled;
         self
     }
 

@@ -33,6 +33,7 @@
 //! | `Ping()` / `Kill()` / `Exited()` | [`Plugin::ping`] / [`Plugin::kill`] / [`Plugin::exited`] |
 //! | `NegotiatedVersion()` | [`Plugin::version`] |
 //! | the `GRPCBroker` given to `GRPCClient` | [`Plugin::broker`] |
+//! | `Managed` + `CleanupClients()` | [`ManagedPlugins`] + [`ManagedPlugins::kill_all`] |
 //! | `ClientConfig{Reattach}` / `ReattachConfig()` | [`PluginConfig::reattach`] / [`Plugin::reattach_config`] |
 //! | `AutoMTLS`, `TLSConfig`, `SecureConfig`, `GRPCBrokerMultiplex` | [`PluginConfigBuilder`] |
 //!
@@ -49,6 +50,7 @@ mod config;
 mod error;
 mod lines;
 mod log;
+mod managed;
 mod plugin;
 mod process;
 mod secure;
@@ -57,6 +59,7 @@ mod stdio;
 pub use config::{DEFAULT_START_TIMEOUT, PluginConfig, PluginConfigBuilder};
 pub use error::{Error, ErrorKind};
 pub use log::{Level, LogEntry, LogParser, RawSink};
+pub use managed::ManagedPlugins;
 pub use plugin::{GRACEFUL_EXIT_TIMEOUT, KillReport, Plugin};
 pub use plugwire_protocol::broker::{AddressTranslator, Broker, BrokerError, BrokeredServer};
 pub use plugwire_protocol::reattach::{ReattachAddr, ReattachConfig};

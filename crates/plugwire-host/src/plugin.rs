@@ -101,7 +101,8 @@ impl Plugin {
         );
         let mut socket_dirs = vec![std::env::temp_dir()];
         socket_dirs.extend(config.unix_socket_dir.clone());
-        let (process, stdout, stderr) = Process::spawn(command, socket_dirs).map_err(|e| {
+        let spawned = Process::spawn(command, socket_dirs, config.kill_with_host).await;
+        let (process, stdout, stderr) = spawned.map_err(|e| {
             Error::with_source(
                 ErrorKind::Spawn,
                 format!(

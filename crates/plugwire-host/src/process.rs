@@ -28,17 +28,22 @@ pub(crate) struct Process {
 impl Process {
     /// Spawns `command` (stdin inherited, stdout and stderr piped) and starts watching it. Once
     /// it has exited, a socket it left behind (see [`Process::set_socket`]) in one of
-    /// `socket_dirs` is removed.
-    pub(crate) fn spawn(
+    /// `socket_dirs` is removed. With `kill_with_host`, the OS kills the child if this process
+    /// dies without stopping it (Linux `PR_SET_PDEATHSIG`).
+    pub(crate) async fn spawn(
         mut command: tokio::process::Command,
         socket_dirs: Vec<PathBuf>,
+        kill_with_host: bool,
     ) -> std::io::Result<(Process, ChildStdout, ChildStderr)> {
         command
             .stdin(std::process::Stdio::inherit())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
-        let mut child = command.spawn()?;
+        if kill_with_host {
+            die_with_parent(&mut command);
+        }
+        let mut child = spawner::spawn(command).await?;
         let (stdout, stderr) = match (child.stdout.take(), child.stderr.take()) {
             (Some(out), Some(err)) => (out, err),
             _ => {
@@ -199,6 +204,76 @@ fn remove_stale_socket(path: &Path, dirs: &[PathBuf]) {
                 tracing::debug!(path = %path.display(), error = %e, "could not remove the plugin's socket")
             }
         }
+    }
+}
+
+/// Makes the child receive SIGKILL when this process dies (Linux `PR_SET_PDEATHSIG`), so a
+/// host killed with SIGKILL or crashing leaves no plugin behind. It reaches the direct child
+/// only: a plugin started through `sh -c` outlives a killed host (Rust plugins notice their host
+/// is gone and exit by themselves).
+fn die_with_parent(command: &mut tokio::process::Command) {
+    let parent = nix::unistd::getpid();
+    let hook = move || -> std::io::Result<()> {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+        // The parent may have died between fork and prctl: then it is too late to be told.
+        if nix::unistd::getppid() != parent {
+            return Err(nix::errno::Errno::ESRCH.into());
+        }
+        Ok(())
+    };
+    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
+    // work is allowed. It makes two system calls (prctl, getppid) through thin nix wrappers that
+    // do not allocate, lock or touch state shared with other threads, and its errors are plain
+    // errno values (an io::Error built from an errno does not allocate).
+    #[allow(unsafe_code)]
+    unsafe {
+        command.pre_exec(hook);
+    }
+}
+
+/// Children are forked from one thread that lives as long as the process: `PR_SET_PDEATHSIG`
+/// fires when the *thread* that forked the child exits, and runtime threads (a blocking pool's
+/// in particular) come and go.
+mod spawner {
+    use std::sync::OnceLock;
+    use std::sync::mpsc;
+
+    use tokio::process::{Child, Command};
+    use tokio::sync::oneshot;
+
+    type Job = (
+        Command,
+        tokio::runtime::Handle,
+        oneshot::Sender<std::io::Result<Child>>,
+    );
+
+    pub(super) async fn spawn(command: Command) -> std::io::Result<Child> {
+        static JOBS: OnceLock<Option<mpsc::Sender<Job>>> = OnceLock::new();
+        let jobs = JOBS.get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Job>();
+            std::thread::Builder::new()
+                .name("plugwire-spawner".into())
+                .spawn(move || {
+                    for (mut command, runtime, reply) in rx {
+                        // The child is registered with the caller's runtime, which reaps it.
+                        let _entered = runtime.enter();
+                        let _ = reply.send(command.spawn());
+                    }
+                })
+                .ok()
+                .map(|_| tx)
+        });
+        let Some(jobs) = jobs else {
+            return Err(std::io::Error::other(
+                "could not start the plugwire-spawner thread",
+            ));
+        };
+        let (reply, result) = oneshot::channel();
+        jobs.send((command, tokio::runtime::Handle::current(), reply))
+            .map_err(|_| std::io::Error::other("the plugwire-spawner thread is gone"))?;
+        result
+            .await
+            .map_err(|_| std::io::Error::other("the plugwire-spawner thread is gone"))?
     }
 }
 

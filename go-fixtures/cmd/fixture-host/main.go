@@ -601,6 +601,15 @@ func main() {
 			return
 		}
 
+	case "host-dies":
+		// The host goes away without stopping its plugin.
+		h := launch(o)
+		if _, ok := h.dispense(); !ok {
+			os.Exit(1)
+		}
+		report("plugin_pid", h.client.ReattachConfig().Pid)
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+
 	case "refused":
 		// The plugin must not be reachable: the start or the first call fails.
 		h := launch(o)

@@ -583,6 +583,65 @@ async fn run(options: &Options) -> anyhow::Result<()> {
             let exited = tokio::time::timeout(Duration::from_secs(10), plugin.wait()).await;
             report("exit_observed", exited.is_ok());
         }
+        "host-dies" | "host-panics" => {
+            // The host goes away without stopping its plugin: SIGKILL, or a panic.
+            let plugin = launch.start().await?;
+            report("plugin_pid", plugin.pid().context("no pid")?);
+            std::io::Write::flush(&mut std::io::stdout())?;
+            if options.scenario == "host-panics" {
+                panic!("the fixture host panics on purpose");
+            }
+            nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL)?;
+        }
+        "soak" => {
+            // FIXTURE_SOAK launch/call/kill cycles (default 500): nothing may accumulate.
+            let cycles: u32 = std::env::var("FIXTURE_SOAK")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(500);
+            let cycle = async || -> anyhow::Result<()> {
+                let plugin = launch.start().await?;
+                let (mut test, _) = clients(&plugin)?;
+                test.double(TestRequest { input: 1 }).await?;
+                let report = plugin.kill().await;
+                anyhow::ensure!(report.graceful, "a cycle did not stop gracefully");
+                Ok(())
+            };
+            cycle().await?;
+            let before = (count_fds(), count_children(), count_sockets());
+            let start = Instant::now();
+            for _ in 0..cycles {
+                cycle().await?;
+            }
+            report("cycles", cycles);
+            report("elapsed_ms", start.elapsed().as_millis() as u64);
+            report("fds_grew", count_fds() - before.0);
+            report("children_grew", count_children() - before.1);
+            report("sockets_grew", count_sockets() - before.2);
+            report("tasks", count_tasks());
+        }
+        "managed" => {
+            // go-plugin's CleanupClients: several plugins stopped at once.
+            let managed = plugwire_host::ManagedPlugins::new();
+            for _ in 0..3 {
+                let mut command = std::process::Command::new(&options.plugin);
+                command.arg(&options.mode);
+                let config = PluginConfig::builder(plugwire_interop::cookie(), command)
+                    .plugins(1, [PLUGIN_NAME])
+                    .build();
+                managed.launch(config).await?;
+            }
+            report("managed", managed.len());
+            let reports = managed.kill_all().await;
+            report("graceful", reports.iter().all(|r| r.graceful));
+            report(
+                "exit_ok",
+                reports
+                    .iter()
+                    .all(|r| r.status.is_some_and(|s| s.success())),
+            );
+            report("exited", reports.len() == 3);
+        }
         "refused" => {
             // The plugin must not be reachable: the launch or the first call fails.
             match launch.start().await {
@@ -694,6 +753,22 @@ fn count_tasks() -> i64 {
     tokio::runtime::Handle::current()
         .metrics()
         .num_alive_tasks() as i64
+}
+
+/// Child processes of this process, zombies included (an unreaped child is a leak too).
+fn count_children() -> i64 {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc").map_or(-1, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .filter(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(|ppid| ppid == me))
+                    .unwrap_or(false)
+            })
+            .count() as i64
+    })
 }
 
 fn count_sockets() -> i64 {

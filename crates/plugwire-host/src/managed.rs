@@ -1,0 +1,55 @@
+//! A set of plugins stopped together (go-plugin's `Managed` clients and `CleanupClients`).
+
+use std::sync::{Arc, Mutex};
+
+use crate::config::PluginConfig;
+use crate::error::Error;
+use crate::plugin::{KillReport, Plugin};
+
+/// Plugins launched through it are stopped together by [`ManagedPlugins::kill_all`], in
+/// parallel; dropping the set (with the last handle of each plugin) SIGKILLs those still running.
+#[derive(Debug, Default)]
+pub struct ManagedPlugins {
+    plugins: Mutex<Vec<Arc<Plugin>>>,
+}
+
+impl ManagedPlugins {
+    /// An empty set.
+    pub fn new() -> Self {
+        ManagedPlugins::default()
+    }
+
+    /// Launches a plugin and adds it to the set.
+    pub async fn launch(&self, config: PluginConfig) -> Result<Arc<Plugin>, Error> {
+        Ok(self.add(Plugin::launch(config).await?))
+    }
+
+    /// Adds a running plugin to the set.
+    pub fn add(&self, plugin: Plugin) -> Arc<Plugin> {
+        let plugin = Arc::new(plugin);
+        if let Ok(mut plugins) = self.plugins.lock() {
+            plugins.push(plugin.clone());
+        }
+        plugin
+    }
+
+    /// How many plugins the set holds.
+    pub fn len(&self) -> usize {
+        self.plugins.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stops every plugin in the set at once (each as [`Plugin::kill`]) and empties the set.
+    pub async fn kill_all(&self) -> Vec<KillReport> {
+        let plugins = self
+            .plugins
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        futures_util::future::join_all(plugins.iter().map(|p| p.kill())).await
+    }
+}
