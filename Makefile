@@ -11,7 +11,6 @@ export GOFLAGS ?= -mod=readonly
 
 GO_FIXTURES := $(CURDIR)/target/go-fixtures
 export PLUGWIRE_GO_FIXTURES := $(GO_FIXTURES)
-export PLUGWIRE_EXAMPLES_DIR := $(CURDIR)/target/release
 
 GO_PLUGIN := github.com/hashicorp/go-plugin
 
@@ -48,8 +47,10 @@ demo: build go-fixtures
 ## test: everything CI runs: formatting, lints, codegen freshness, unit tests, the interop matrix
 # Interop cells mostly wait on child processes (and some on go-plugin's 5 s timeouts), so they
 # run with more threads than the CI machine has cores.
-test: fmt-check clippy codegen-check go-fixtures build
-	$(CARGO) test --workspace --all-targets -- --test-threads=6
+# The example cells use debug builds of the examples (they share the test build's dependencies).
+test: fmt-check clippy codegen-check go-fixtures
+	$(CARGO) build -p plugwire-examples
+	PLUGWIRE_EXAMPLES_DIR=$(CURDIR)/target/debug $(CARGO) test --workspace --all-targets -- --test-threads=6
 	$(CARGO) test --workspace --doc
 
 fmt-check:

@@ -122,8 +122,8 @@ pub fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-/// The release binaries of the examples (`make build`), from `PLUGWIRE_EXAMPLES_DIR` or
-/// `target/release`.
+/// The example binaries, from `PLUGWIRE_EXAMPLES_DIR` (`make test` points it at the debug build)
+/// or `target/release` (`make build`).
 pub fn example_binary(name: &str) -> PathBuf {
     let dir = std::env::var_os("PLUGWIRE_EXAMPLES_DIR")
         .map(PathBuf::from)
@@ -131,7 +131,8 @@ pub fn example_binary(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "the example {} is missing: run `make build` first",
+        "the example {} is missing: run `make build` (or `cargo build -p plugwire-examples` with \
+         PLUGWIRE_EXAMPLES_DIR=target/debug)",
         path.display()
     );
     path
