@@ -39,6 +39,9 @@ go-fixtures:
 	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/kv-go-plugin $(GO_PLUGIN)/examples/grpc/plugin-go-grpc
 	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/counter-go-host $(GO_PLUGIN)/examples/bidirectional
 	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/counter-go-plugin $(GO_PLUGIN)/examples/bidirectional/plugin-go-grpc
+	# For the benchmark: the spawn floor (a static binary) and a stripped plugin for size.
+	cd go-fixtures && CGO_ENABLED=0 $(GO) build -o $(GO_FIXTURES)/noop ./cmd/noop
+	cd go-fixtures && $(GO) build -ldflags="-s -w" -o $(GO_FIXTURES)/kv-go-plugin-stripped $(GO_PLUGIN)/examples/grpc/plugin-go-grpc
 
 ## demo: a Rust host with a Go plugin, and a Go host with a Rust plugin
 demo: build go-fixtures

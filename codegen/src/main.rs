@@ -46,6 +46,12 @@ const GROUPS: &[Group] = &[
         descriptor_out: "examples/src/pb/counter_descriptor.bin",
     },
     Group {
+        files: &["bench/bench.proto"],
+        package: "plugwire.bench",
+        rust_out: "interop/src/pb/bench.rs",
+        descriptor_out: "interop/src/pb/bench_descriptor.bin",
+    },
+    Group {
         files: &["test/grpctest.proto"],
         package: "grpctest",
         rust_out: "interop/src/pb/grpctest.rs",

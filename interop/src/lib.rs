@@ -18,6 +18,12 @@ pub mod pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("pb/grpctest_descriptor.bin");
 }
 
+/// The generated code of `proto/bench/bench.proto` (the benchmark's streaming service).
+#[allow(missing_docs, unreachable_pub, clippy::all, unused_qualifications)]
+pub mod bench_pb {
+    include!("pb/bench.rs");
+}
+
 /// The fixtures' handshake cookie: go-plugin's own test cookie.
 pub fn cookie() -> plugwire_host::MagicCookie {
     plugwire_host::MagicCookie::new("TEST_MAGIC_COOKIE", "test")

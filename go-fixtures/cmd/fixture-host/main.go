@@ -74,6 +74,7 @@ type options struct {
 	mux      bool
 	stdout   *collector
 	stderr   *collector
+	quiet    bool
 }
 
 type host struct {
@@ -158,12 +159,8 @@ func launch(o options) *host {
 		VersionedPlugins: versioned,
 		Cmd:              exec.Command(o.plugin, o.mode),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		Logger: hclog.New(&hclog.LoggerOptions{
-			Name:   "plugin",
-			Level:  hclog.Trace,
-			Output: io.MultiWriter(os.Stderr, logs),
-		}),
-		Stderr: stderr,
+		Logger:           logger(o, logs),
+		Stderr:           stderr,
 	}
 	if o.timeout > 0 {
 		config.StartTimeout = o.timeout
@@ -182,6 +179,15 @@ func launch(o options) *host {
 		config.TLSConfig = tlsConfig
 	}
 	return &host{client: plugin.NewClient(config), logs: logs, stderr: stderr}
+}
+
+// logger is go-plugin's default host logger (trace, to stderr) that also keeps the lines; in
+// benchmarks, warnings only.
+func logger(o options, logs *syncBuffer) hclog.Logger {
+	if o.quiet {
+		return hclog.New(&hclog.LoggerOptions{Name: "plugin", Level: hclog.Warn, Output: os.Stderr})
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: "plugin", Level: hclog.Trace, Output: io.MultiWriter(os.Stderr, logs)})
 }
 
 // dispense starts the plugin and returns the fixture client, reporting a start error.
@@ -253,6 +259,11 @@ func main() {
 	o := options{plugin: *pluginPath, mode: *mode, versions: []int{1}, cookie: fixture.Handshake,
 		autoMTLS: *autoMTLS, tls: *manualTLS, mux: *mux}
 	ctx := context.Background()
+
+	if name, ok := strings.CutPrefix(*scenario, "bench:"); ok {
+		runBench(name, o)
+		return
+	}
 
 	switch *scenario {
 	case "kv":

@@ -107,6 +107,10 @@ fn main() -> ExitCode {
                     broker: broker.clone(),
                 })
             })
+            .add(
+                plugwire_interop::PLUGIN_NAME,
+                plugwire_interop::bench_pb::bench_server::BenchServer::new(BenchImpl),
+            )
             .add_with(plugwire_interop::PLUGIN_NAME, move |broker| {
                 CounterServer::from_arc(Arc::new(MemoryCounter {
                     broker: Some(broker.clone()),
@@ -289,6 +293,32 @@ impl Counter for MemoryCounter {
             values.insert(request.key, sum.r);
         }
         Ok(Response::new(counter::Empty {}))
+    }
+}
+
+/// The benchmark's bulk stream: "<chunk>,<total>" bytes of zeros.
+struct BenchImpl;
+
+#[tonic::async_trait]
+impl plugwire_interop::bench_pb::bench_server::Bench for BenchImpl {
+    type DownloadStream = Pin<Box<dyn Stream<Item = Result<Vec<u8>, Status>> + Send>>;
+
+    async fn download(
+        &self,
+        request: Request<String>,
+    ) -> Result<Response<Self::DownloadStream>, Status> {
+        let spec = request.into_inner();
+        let (chunk, total) = spec
+            .split_once(',')
+            .and_then(|(c, t)| Some((c.parse::<usize>().ok()?, t.parse::<usize>().ok()?)))
+            .filter(|(c, _)| *c > 0)
+            .ok_or_else(|| {
+                Status::invalid_argument(format!("download wants \"<chunk>,<total>\": {spec:?}"))
+            })?;
+        let block = vec![0u8; chunk];
+        let count = total.div_ceil(chunk);
+        let stream = futures_util::stream::iter((0..count).map(move |_| Ok(block.clone())));
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 

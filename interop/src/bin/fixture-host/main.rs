@@ -242,8 +242,13 @@ fn status_text<T>(result: Result<T, impl std::fmt::Display>) -> String {
     }
 }
 
+mod bench;
+
 async fn run(options: &Options) -> anyhow::Result<()> {
     let mut launch = Launch::new(options);
+    if let Some(name) = options.scenario.strip_prefix("bench:") {
+        return bench::run(name, &mut launch).await;
+    }
     if options.tls {
         let dir = std::env::var_os(plugwire_interop::tls::TLS_DIR_VAR).unwrap_or_default();
         launch.tls = Some(plugwire_interop::tls::configs(dir.as_ref(), "host")?);
@@ -895,8 +900,14 @@ fn plugin_logs(filter: impl Fn(&str) -> bool) -> Vec<String> {
 fn main() -> ExitCode {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
+    // Benchmarks measure the library, not the log formatting.
+    let default = if std::env::args().any(|a| a.starts_with("bench:")) {
+        "warn"
+    } else {
+        "debug"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PLUGWIRE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("debug"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
