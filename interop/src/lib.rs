@@ -22,6 +22,8 @@ pub mod pb {
 #[allow(missing_docs, unreachable_pub, clippy::all, unused_qualifications)]
 pub mod bench_pb {
     include!("pb/bench.rs");
+    /// Encoded `FileDescriptorSet`, for gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("pb/bench_descriptor.bin");
 }
 
 /// The fixtures' handshake cookie: go-plugin's own test cookie.

@@ -1055,6 +1055,64 @@ mod managed {
     }
 }
 
+/// gRPC reflection (v1 and v1alpha) lists exactly the registered services, as grpc-go does, and
+/// describes them (go-plugin's `TestGRPC_Reflection`, seen by a Go reflection client).
+async fn reflection(p: Pairing) {
+    cell(
+        p,
+        ("reflection", "serve", Ending::Graceful),
+        |r| r,
+        |_, o, e| {
+            e.eq(
+                o,
+                "services_v1",
+                json!([
+                    "grpc.health.v1.Health",
+                    "grpc.reflection.v1.ServerReflection",
+                    "grpc.reflection.v1alpha.ServerReflection",
+                    "grpctest.Test",
+                    "plugin.GRPCBroker",
+                    "plugin.GRPCController",
+                    "plugin.GRPCStdio",
+                    "plugwire.bench.Bench",
+                    "proto.Counter",
+                    "proto.KV"
+                ]),
+            )
+            .eq(o, "services_v1alpha_count", json!(10));
+            let files = o.get("grpctest_files").as_u64().unwrap_or(0);
+            e.that(files >= 1, || "grpctest.Test is not described".into());
+            stopped_gracefully(o, e);
+        },
+    )
+    .await;
+}
+
+mod reflection {
+    use super::*;
+    fn go_host(plugin: Lang, grpc: GoGrpc, tls: Tls) -> Pairing {
+        Pairing {
+            host: Lang::Go,
+            plugin,
+            grpc,
+            tls,
+            mux: false,
+        }
+    }
+    #[tokio::test]
+    async fn go_go() {
+        reflection(go_host(Lang::Go, GoGrpc::Pinned, Tls::Plain)).await;
+    }
+    #[tokio::test]
+    async fn go_rust() {
+        reflection(go_host(Lang::Rust, GoGrpc::Pinned, Tls::Plain)).await;
+    }
+    #[tokio::test]
+    async fn go_rust_grpc_current_mtls() {
+        reflection(go_host(Lang::Rust, GoGrpc::Current, Tls::AutoMtls)).await;
+    }
+}
+
 /// Run without its host, a plugin prints go-plugin's message on stderr, nothing on stdout, and
 /// exits 1.
 async fn run_without_host(plugin: Lang) {

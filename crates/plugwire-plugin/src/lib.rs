@@ -36,6 +36,7 @@
 //! [go-plugin]: https://github.com/hashicorp/go-plugin
 
 mod config;
+mod lazy;
 pub mod log;
 mod serve;
 mod services;

@@ -1,6 +1,7 @@
 //! go-plugin's `Serve`: check the cookie, negotiate, listen, print the handshake line, serve.
 
 use std::io::{self, Write as _};
+use std::sync::Arc;
 use std::time::Duration;
 
 use plugwire_protocol::PluginEnv;
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
 
 use crate::config::{ServeConfig, Transport};
+use crate::lazy::Lazy;
 use crate::services::{BrokerService, Controller, Stdio};
 use crate::stdio::{Capture, host_gone};
 
@@ -81,10 +83,6 @@ async fn serve_with_env(
     env: PluginEnv,
     debug: Option<&str>,
 ) -> Result<(), ServeError> {
-    // Like go-plugin's default plugin logger: hclog JSON on stderr, unless the app has its own.
-    if !tracing::dispatcher::has_been_set() {
-        let _ = crate::log::init();
-    }
     let offered = env.host_versions();
     for token in &offered.invalid {
         eprintln!("server sent invalid plugin version {token:?}");
@@ -131,7 +129,6 @@ async fn serve_with_env(
         server_cert,
         multiplex: env.multiplex_requested().then_some(multiplex),
     };
-    tracing::debug!(address = %listener.address(), version, "plugin address");
     let announcement = match debug {
         None => line.to_string(),
         Some(name) => {
@@ -157,6 +154,12 @@ async fn serve_with_env(
             .map_err(ServeError::Stdout)?;
     }
 
+    // Like go-plugin's default plugin logger: hclog JSON on stderr, unless the app has its own.
+    // Set up once the handshake line is out: nothing before it may delay the host.
+    if !tracing::dispatcher::has_been_set() {
+        let _ = crate::log::init();
+    }
+    tracing::debug!(address = %listener.address(), version, "plugin address");
     let shutdown = CancellationToken::new();
     spawn_signal_handlers(shutdown.clone(), debug.is_none());
     let capture = if config.capture_stdio {
@@ -215,7 +218,7 @@ async fn serve_with_env(
             output.clone(),
         )))
         .add_service(GrpcStdioServer::new(Stdio::new(shutdown.clone(), output)));
-    add_reflection(&mut routes, &config.descriptor_sets, &service_names);
+    add_reflection(&mut routes, config.descriptor_sets.clone(), service_names);
     set.register(&mut routes, &broker);
 
     let (tx, incoming) = transport::incoming();
@@ -235,7 +238,7 @@ async fn serve_with_env(
     } else {
         transport::spawn_accept_loop(listener, tls.server.clone(), tx)
     };
-    let server = tonic::transport::Server::builder()
+    let server = transport::server()
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
     let grace = async {
@@ -286,8 +289,13 @@ async fn health(
     service
 }
 
-/// Reflection v1 and v1alpha listing exactly the registered services, as grpc-go does.
-fn add_reflection(routes: &mut RoutesBuilder, app_sets: &[&'static [u8]], app_services: &[&str]) {
+/// Reflection v1 and v1alpha listing exactly the registered services, as grpc-go does. Built on
+/// first use: decoding the descriptor sets would otherwise delay the first call of every launch.
+fn add_reflection(
+    routes: &mut RoutesBuilder,
+    app_sets: Vec<&'static [u8]>,
+    app_services: Vec<&'static str>,
+) {
     const INTERNAL: [&str; 6] = [
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
@@ -296,8 +304,7 @@ fn add_reflection(routes: &mut RoutesBuilder, app_sets: &[&'static [u8]], app_se
         "plugin.GRPCController",
         "plugin.GRPCStdio",
     ];
-    // tonic-reflection's builder is consumed by each build, so make one per version.
-    let builder = || {
+    let builder = Arc::new(move || {
         let mut builder = tonic_reflection::server::Builder::configure()
             .include_reflection_service(false)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -306,22 +313,23 @@ fn add_reflection(routes: &mut RoutesBuilder, app_sets: &[&'static [u8]], app_se
                 tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
             )
             .register_encoded_file_descriptor_set(plugwire_protocol::pb::FILE_DESCRIPTOR_SET);
-        for set in app_sets {
+        for set in &app_sets {
             builder = builder.register_encoded_file_descriptor_set(set);
         }
-        for name in INTERNAL.iter().chain(app_services) {
+        for name in INTERNAL.iter().chain(&app_services) {
             builder = builder.with_service_name(*name);
         }
         builder
+    });
+    let invalid = |e: tonic_reflection::server::Error| {
+        format!("gRPC reflection is unavailable: a descriptor set is invalid ({e})")
     };
-    match (builder().build_v1(), builder().build_v1alpha()) {
-        (Ok(v1), Ok(v1alpha)) => {
-            routes.add_service(v1).add_service(v1alpha);
-        }
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::warn!(error = %e, "gRPC reflection disabled: a descriptor set is invalid");
-        }
-    }
+    let v1 = builder.clone();
+    routes
+        .add_service(Lazy::new(move || v1().build_v1().map_err(invalid)))
+        .add_service(Lazy::new(move || {
+            builder().build_v1alpha().map_err(invalid)
+        }));
 }
 
 /// Ignores SIGINT like a Go plugin (`ignore_interrupt`; in debug mode SIGINT stops the plugin);

@@ -800,7 +800,7 @@ async fn serve_brokered(
             }
         }
     };
-    let server = tonic::transport::Server::builder()
+    let server = transport::server()
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, stopping);
     let grace = async {

@@ -310,8 +310,23 @@ where
     endpoint().connect_with_connector_lazy(connector(connect))
 }
 
+/// HTTP/2 flow-control windows of every plugwire connection, both directions: the 64 KiB
+/// protocol default makes a 1 MiB message wait for a dozen window updates.
+pub const STREAM_WINDOW: u32 = 4 << 20;
+/// See [`STREAM_WINDOW`].
+pub const CONNECTION_WINDOW: u32 = 8 << 20;
+
 fn endpoint() -> Endpoint {
     Endpoint::from_static("http://localhost")
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+}
+
+/// A tonic server with plugwire's HTTP/2 settings (see [`STREAM_WINDOW`]).
+pub fn server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
 }
 
 fn connector<F, Fut>(

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,6 +29,8 @@ import (
 	kvproto "github.com/hashicorp/go-plugin/examples/grpc/proto"
 	grpctest "github.com/hashicorp/go-plugin/test/grpc"
 	"google.golang.org/grpc"
+	reflectionV1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionV1Alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 
 	"github.com/plugwire/plugwire/go-fixtures/internal/fixture"
 )
@@ -620,6 +623,52 @@ func main() {
 		}
 		report("plugin_pid", h.client.ReattachConfig().Pid)
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+
+	case "reflection":
+		// What a gRPC reflection client (grpcurl, Go tooling) sees: v1 and v1alpha.
+		h := launch(o)
+		c, ok := h.dispense()
+		if !ok {
+			os.Exit(1)
+		}
+		v1, err := reflectionV1.NewServerReflectionClient(c.Conn).ServerReflectionInfo(ctx)
+		if err != nil {
+			fail("reflection v1: %v", err)
+		}
+		if err := v1.Send(&reflectionV1.ServerReflectionRequest{MessageRequest: &reflectionV1.ServerReflectionRequest_ListServices{}}); err != nil {
+			fail("reflection v1: %v", err)
+		}
+		resp, err := v1.Recv()
+		if err != nil {
+			fail("reflection v1: %v", err)
+		}
+		var names []string
+		for _, s := range resp.GetListServicesResponse().GetService() {
+			names = append(names, s.Name)
+		}
+		sort.Strings(names)
+		report("services_v1", names)
+		if err := v1.Send(&reflectionV1.ServerReflectionRequest{MessageRequest: &reflectionV1.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: "grpctest.Test"}}); err != nil {
+			fail("reflection v1: %v", err)
+		}
+		resp, err = v1.Recv()
+		if err != nil {
+			fail("reflection v1: %v", err)
+		}
+		report("grpctest_files", len(resp.GetFileDescriptorResponse().GetFileDescriptorProto()))
+		alpha, err := reflectionV1Alpha.NewServerReflectionClient(c.Conn).ServerReflectionInfo(ctx)
+		if err != nil {
+			fail("reflection v1alpha: %v", err)
+		}
+		if err := alpha.Send(&reflectionV1Alpha.ServerReflectionRequest{MessageRequest: &reflectionV1Alpha.ServerReflectionRequest_ListServices{}}); err != nil {
+			fail("reflection v1alpha: %v", err)
+		}
+		aresp, err := alpha.Recv()
+		if err != nil {
+			fail("reflection v1alpha: %v", err)
+		}
+		report("services_v1alpha_count", len(aresp.GetListServicesResponse().GetService()))
+		h.kill()
 
 	case "refused":
 		// The plugin must not be reachable: the start or the first call fails.
