@@ -93,7 +93,7 @@ fn main() -> ExitCode {
         .multiplex(multiplex)
         .reflection_descriptors(plugwire_interop::pb::FILE_DESCRIPTOR_SET)
         .reflection_descriptors(kv::FILE_DESCRIPTOR_SET)
-        .reflection_descriptors(plugwire_examples::pb::counter::FILE_DESCRIPTOR_SET)
+        .reflection_descriptors(counter::FILE_DESCRIPTOR_SET)
         .reflection_descriptors(plugwire_interop::bench_pb::FILE_DESCRIPTOR_SET);
     if manual_tls {
         let dir = std::env::var_os(plugwire_interop::tls::TLS_DIR_VAR).unwrap_or_default();
