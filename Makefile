@@ -18,7 +18,7 @@ GO_PLUGIN := github.com/hashicorp/go-plugin
 # package `proto`; gRPC marshals through the Go types, so the registry conflict is harmless.
 FIXTURE_LDFLAGS := -ldflags=-X=google.golang.org/protobuf/reflect/protoregistry.conflictPolicy=ignore
 
-.PHONY: all build go-fixtures demo test check fmt-check clippy codegen codegen-check unit interop bench fuzz clean
+.PHONY: all build go-fixtures demo test check fmt-check clippy codegen codegen-check bench bench-smoke fuzz clean
 
 all: build
 
@@ -52,9 +52,19 @@ demo: build go-fixtures
 # run with more threads than the CI machine has cores.
 # The example cells use debug builds of the examples (they share the test build's dependencies).
 test: fmt-check clippy codegen-check go-fixtures
-	$(CARGO) build -p plugwire-examples
+	$(CARGO) build -p plugwire-examples -p plugwire-interop
 	PLUGWIRE_EXAMPLES_DIR=$(CURDIR)/target/debug $(CARGO) test --workspace --all-targets -- --test-threads=6
 	$(CARGO) test --workspace --doc
+	$(MAKE) bench-smoke
+
+## bench: performance.md's scenarios, four pairings interleaved, into target/bench/ (QUICK=1: < 3 min)
+bench: go-fixtures
+	$(CARGO) build --release -p plugwire-interop -p plugwire-examples -p plugwire-bench
+	target/release/plugwire-bench $(if $(QUICK),--quick) --out target/bench
+
+# The benchmark driver on debug builds with tiny workloads: keeps it working; asserts no timing.
+bench-smoke:
+	$(CARGO) run -q -p plugwire-bench -- --smoke --bin-dir target/debug --out target/bench-smoke > /dev/null
 
 fmt-check:
 	$(CARGO) fmt --all --check

@@ -302,7 +302,12 @@ fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One progress line, redrawn in place (only on a terminal: CI logs get nothing).
 fn progress(line: &str) {
+    use std::io::IsTerminal as _;
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
     let mut stderr = std::io::stderr().lock();
     let _ = write!(stderr, "\r\x1b[K{line}");
     let _ = stderr.flush();

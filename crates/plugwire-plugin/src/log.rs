@@ -32,7 +32,7 @@ const KEEP: usize = 4 * 1024;
 
 /// The default filter [`serve`](crate::serve) installs: everything from the plugin, warnings
 /// only from the libraries under it (whose debug output is per frame). `PLUGWIRE_LOG` replaces
-/// it (`tracing-subscriber` `EnvFilter` syntax).
+/// it, in `tracing-subscriber`'s `Targets` syntax (`level,target=level,...`).
 pub const DEFAULT_FILTER: &str = "debug,h2=warn,hyper=warn,hyper_util=warn,tonic=warn,tower=warn,\
      axum=warn,rustls=warn,tokio_yamux=warn,tokio_util=warn,mio=warn";
 
@@ -54,8 +54,11 @@ impl HclogLayer {
 pub fn init() -> Result<(), tracing_subscriber::util::TryInitError> {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PLUGWIRE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_FILTER));
+    // `Targets`, not `EnvFilter`: the same directives without a regex engine in every plugin.
+    let filter: tracing_subscriber::filter::Targets = std::env::var("PLUGWIRE_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| DEFAULT_FILTER.parse().unwrap_or_default());
     tracing_subscriber::registry()
         .with(HclogLayer::new().with_filter(filter))
         .try_init()
