@@ -362,7 +362,7 @@ impl Started {
             ..
         }) = HandshakeLine::parse_bytes(&line)
         {
-            self.process.set_socket(address.into());
+            self.process.add_socket(std::path::Path::new(&address));
         }
         let line = match expect.accept_bytes(&line) {
             Ok(line) => line,
@@ -403,6 +403,7 @@ impl Started {
             },
             translator: config.translator.clone(),
             multiplex: config.multiplex,
+            on_peer_socket: Some(self.process.socket_hook()),
         });
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         match tokio::time::timeout(remaining, connect(&address, &broker)).await {
@@ -608,6 +609,7 @@ async fn attach(mut config: PluginConfig, reattach: ReattachConfig) -> Result<Pl
         },
         translator: config.translator.clone(),
         multiplex: false,
+        on_peer_socket: None,
     });
     let channel = connect(&address, &broker).await?;
     let plugins = config

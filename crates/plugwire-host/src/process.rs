@@ -20,14 +20,14 @@ pub(crate) struct Process {
     status: watch::Receiver<Option<ExitStatus>>,
     exited: CancellationToken,
     kill: CancellationToken,
-    socket: Arc<Mutex<Option<PathBuf>>>,
+    sockets: Sockets,
     /// Dropping the owner kills a launched process (not a reattached one).
     _kill_on_drop: Option<DropGuard>,
 }
 
 impl Process {
     /// Spawns `command` (stdin inherited, stdout and stderr piped) and starts watching it. Once
-    /// it has exited, a socket it left behind (see [`Process::set_socket`]) in one of
+    /// it has exited, the sockets it left behind (see [`Process::add_socket`]) in one of
     /// `socket_dirs` is removed. With `kill_with_host`, the OS kills the child if this process
     /// dies without stopping it (Linux `PR_SET_PDEATHSIG`).
     pub(crate) async fn spawn(
@@ -57,12 +57,12 @@ impl Process {
         let (status_tx, status) = watch::channel(None);
         let exited = CancellationToken::new();
         let kill = CancellationToken::new();
-        let socket = Arc::new(Mutex::new(None));
+        let sockets = Sockets::default();
         tokio::spawn(watch_child(
             child,
             status_tx,
             Cleanup {
-                socket: socket.clone(),
+                sockets: sockets.clone(),
                 dirs: socket_dirs,
             },
             exited.clone(),
@@ -73,7 +73,7 @@ impl Process {
                 pid,
                 status,
                 exited,
-                socket,
+                sockets,
                 _kill_on_drop: Some(kill.clone().drop_guard()),
                 kill,
             },
@@ -107,17 +107,21 @@ impl Process {
             status,
             exited,
             kill,
-            socket: Arc::new(Mutex::new(None)),
+            sockets: Sockets::default(),
             _kill_on_drop: None,
         }
     }
 
-    /// Records the unix socket the plugin listens on, to remove it if the plugin dies without
-    /// doing so.
-    pub(crate) fn set_socket(&self, path: PathBuf) {
-        if let Ok(mut socket) = self.socket.lock() {
-            *socket = Some(path);
-        }
+    /// Records a unix socket the plugin listens on (its main one, or a brokered one), to remove
+    /// it if the plugin exits without doing so.
+    pub(crate) fn add_socket(&self, path: &Path) {
+        self.sockets.add(path);
+    }
+
+    /// A hook recording the sockets the plugin's broker gives to be dialled.
+    pub(crate) fn socket_hook(&self) -> plugwire_protocol::broker::PeerSocketHook {
+        let sockets = self.sockets.clone();
+        Arc::new(move |path| sockets.add(path))
     }
 
     /// The OS process id.
@@ -150,8 +154,37 @@ impl Process {
 
 /// What to clean up after the process.
 struct Cleanup {
-    socket: Arc<Mutex<Option<PathBuf>>>,
+    sockets: Sockets,
     dirs: Vec<PathBuf>,
+}
+
+/// The unix sockets a plugin announced. Bounded: past [`Sockets::PRUNE_AT`] entries, those
+/// already gone from disk are forgotten (a plugin may broker many connections in its life).
+#[derive(Debug, Clone, Default)]
+struct Sockets(Arc<Mutex<Vec<PathBuf>>>);
+
+impl Sockets {
+    const PRUNE_AT: usize = 64;
+
+    fn add(&self, path: &Path) {
+        let Ok(mut paths) = self.0.lock() else {
+            return;
+        };
+        if paths.iter().any(|p| p == path) {
+            return;
+        }
+        if paths.len() >= Self::PRUNE_AT {
+            paths.retain(|p| std::fs::symlink_metadata(p).is_ok());
+        }
+        paths.push(path.to_path_buf());
+    }
+
+    fn take(&self) -> Vec<PathBuf> {
+        self.0
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default()
+    }
 }
 
 async fn watch_child(
@@ -174,8 +207,7 @@ async fn watch_child(
         }
         Err(e) => tracing::error!(error = %e, "waiting for the plugin process failed"),
     }
-    let socket = cleanup.socket.lock().ok().and_then(|mut s| s.take());
-    if let Some(path) = socket {
+    for path in cleanup.sockets.take() {
         remove_stale_socket(&path, &cleanup.dirs);
     }
     exited.cancel();
@@ -318,5 +350,32 @@ pub(crate) fn describe(status: Option<ExitStatus>) -> String {
             (None, Some(signal)) => format!("killed by signal {signal}"),
             (None, None) => s.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_list_forgets_only_gone_paths_and_stays_bounded() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let kept = dir.path().join("plugin-kept");
+        std::fs::write(&kept, b"").expect("a file in the temp dir");
+        let sockets = Sockets::default();
+        sockets.add(&kept);
+        sockets.add(&kept);
+        for i in 0..(3 * Sockets::PRUNE_AT) {
+            sockets.add(&dir.path().join(format!("plugin-gone-{i}")));
+        }
+        let paths = sockets.take();
+        assert!(paths.contains(&kept));
+        assert_eq!(paths.iter().filter(|p| **p == kept).count(), 1);
+        assert!(
+            paths.len() <= Sockets::PRUNE_AT + 1,
+            "{} paths",
+            paths.len()
+        );
+        assert!(sockets.take().is_empty());
     }
 }

@@ -15,10 +15,11 @@ use plugwire_protocol::pb::grpc_stdio_server::GrpcStdioServer;
 use plugwire_protocol::reattach::{self, ReattachConfig};
 use plugwire_protocol::tls::{Identity, PinnedPeer, TlsConfigs, TlsError};
 use plugwire_protocol::transport::{self, Listener};
+use rustls::pki_types::CertificateDer;
 use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
 
-use crate::config::{ServeConfig, Transport};
+use crate::config::{ServeConfig, TlsProvider, Transport};
 use crate::lazy::Lazy;
 use crate::services::{BrokerService, Controller, Stdio};
 use crate::stdio::{Capture, host_gone};
@@ -90,34 +91,19 @@ async fn serve_with_env(
     let version = negotiate_version(config.sets.keys().copied(), &offered.versions)
         .ok_or(ServeError::NoPlugins)?;
     let set = config.sets.remove(&version).ok_or(ServeError::NoPlugins)?;
-
-    let listener = match config.transport {
-        Transport::Unix => Listener::unix(
-            env.unix_socket_dir().as_deref(),
-            env.unix_socket_group().as_deref(),
-        ),
-        Transport::Tcp => Listener::tcp(env.port_range()?).await,
+    let broker_listen = match config.transport {
+        Transport::Unix => BrokerListen::Unix {
+            dir: env.unix_socket_dir(),
+            group: env.unix_socket_group(),
+        },
+        Transport::Tcp => BrokerListen::Tcp(env.port_range()?),
+    };
+    let listener = match &broker_listen {
+        BrokerListen::Unix { dir, group } => Listener::unix(dir.as_deref(), group.as_deref()),
+        BrokerListen::Tcp(ports) => Listener::tcp(ports.clone()).await,
     }
     .map_err(ServeError::Listen)?;
-
-    let (tls, server_cert) = match config.tls_provider.take() {
-        Some(provider) => {
-            let configs = provider().map_err(ServeError::Tls)?;
-            if configs.server.is_none() {
-                return Err(ServeError::Tls(
-                    "the TLS provider returned no server configuration".into(),
-                ));
-            }
-            (Some(configs), None)
-        }
-        None => match env.client_cert_pem() {
-            Some(pem) => {
-                let (configs, cert) = auto_mtls(&pem).map_err(|e| ServeError::Tls(e.into()))?;
-                (Some(configs), Some(cert))
-            }
-            None => (None, None),
-        },
-    };
+    let (tls, server_cert) = tls_setup(config.tls_provider.take(), &env)?;
 
     // Multiplex only when asked with a true value and supported; answer whenever asked at all.
     let multiplex = config.multiplex && env.multiplex_enabled();
@@ -129,30 +115,7 @@ async fn serve_with_env(
         server_cert,
         multiplex: env.multiplex_requested().then_some(multiplex),
     };
-    let announcement = match debug {
-        None => line.to_string(),
-        Some(name) => {
-            let mut reattach = ReattachConfig::new(
-                Protocol::Grpc,
-                version,
-                listener.address(),
-                std::process::id(),
-            );
-            reattach.test = true;
-            let map = reattach::format_map(&[(name.to_owned(), reattach)].into_iter().collect());
-            eprintln!(
-                "Plugin {name} started in debug mode; stop it with Ctrl-C. To attach a host, \
-                 give it this reattach configuration (e.g. TF_REATTACH_PROVIDERS='<it>'):\n\t{map}"
-            );
-            map
-        }
-    };
-    {
-        let mut stdout = io::stdout().lock();
-        writeln!(stdout, "{announcement}")
-            .and_then(|()| stdout.flush())
-            .map_err(ServeError::Stdout)?;
-    }
+    announce(&line, debug, std::process::id())?;
 
     // Like go-plugin's default plugin logger: hclog JSON on stderr, unless the app has its own.
     // Set up once the handshake line is out: nothing before it may delay the host.
@@ -163,83 +126,34 @@ async fn serve_with_env(
     let shutdown = CancellationToken::new();
     spawn_signal_handlers(shutdown.clone(), debug.is_none());
     let capture = if config.capture_stdio {
-        match Capture::start(&shutdown) {
-            Ok(capture) => Some(capture),
-            Err(e) => {
-                tracing::warn!(error = %e, "stdout/stderr are not forwarded to the host");
-                None
-            }
-        }
+        start_capture(&shutdown)
     } else {
         None
     };
     if config.exit_with_host {
-        let stdout = match &capture {
-            Some(capture) => capture.real_stdout().try_clone(),
-            None => nix::unistd::dup(io::stdout()).map_err(io::Error::from),
-        };
-        if let Ok(stdout) = stdout {
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    () = host_gone(stdout) => {
-                        tracing::debug!("the host is gone: shutting down");
-                        shutdown.cancel();
-                    }
-                    () = shutdown.cancelled() => {}
-                }
-            });
-        }
+        watch_host(capture.as_ref(), shutdown.clone());
     }
-    let output = capture.as_ref().map(Capture::output);
-
-    let tls = tls.unwrap_or_default();
     let broker = Broker::new(BrokerConfig {
         role: Role::Plugin,
         tls: tls.clone(),
-        listen: match config.transport {
-            Transport::Unix => BrokerListen::Unix {
-                dir: env.unix_socket_dir(),
-                group: env.unix_socket_group(),
-            },
-            Transport::Tcp => BrokerListen::Tcp(env.port_range()?),
-        },
+        listen: broker_listen,
         translator: None,
         multiplex,
+        on_peer_socket: None,
     });
-
-    let service_names: Vec<&'static str> = set.service_names().collect();
-    let mut routes = RoutesBuilder::default();
-    routes
-        .add_service(health(&shutdown).await)
-        .add_service(GrpcBrokerServer::new(BrokerService::new(broker.clone())))
-        .add_service(GrpcControllerServer::new(Controller::new(
-            shutdown.clone(),
-            output.clone(),
-        )))
-        .add_service(GrpcStdioServer::new(Stdio::new(shutdown.clone(), output)));
-    add_reflection(&mut routes, config.descriptor_sets.clone(), service_names);
-    set.register(&mut routes, &broker);
+    let routes = routes(
+        &shutdown,
+        &broker,
+        capture.as_ref().map(Capture::output),
+        set,
+        config.descriptor_sets,
+    )
+    .await;
 
     let (tx, incoming) = transport::incoming();
-    let accept = if multiplex {
-        // The host's first connection carries the yamux session; un-knocked streams on it reach
-        // the main server. Later raw connections (not made by Go hosts) are served directly.
-        let mut session_started = false;
-        let (broker, server_tls, main) = (broker.clone(), tls.server.clone(), tx.clone());
-        transport::spawn_accept_loop_with(listener, tx, move |io| {
-            if session_started {
-                transport::forward(io, server_tls.clone(), main.clone());
-            } else {
-                session_started = true;
-                broker.start_session(io, Some(main.clone()));
-            }
-        })
-    } else {
-        transport::spawn_accept_loop(listener, tls.server.clone(), tx)
-    };
+    let accept = spawn_accept(listener, &broker, tls.server.clone(), tx);
     let server = transport::server()
-        .add_routes(routes.routes())
+        .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
     let grace = async {
         shutdown.cancelled().await;
@@ -262,10 +176,129 @@ async fn serve_with_env(
     result
 }
 
+/// The TLS configurations and the certificate for field 6: the application's (TLS provider,
+/// empty field 6), AutoMTLS when the host sent its certificate, or none.
+fn tls_setup(
+    provider: Option<TlsProvider>,
+    env: &PluginEnv,
+) -> Result<(TlsConfigs, Option<CertificateDer<'static>>), ServeError> {
+    if let Some(provider) = provider {
+        let configs = provider().map_err(ServeError::Tls)?;
+        if configs.server.is_none() {
+            return Err(ServeError::Tls(
+                "the TLS provider returned no server configuration".into(),
+            ));
+        }
+        return Ok((configs, None));
+    }
+    match env.client_cert_pem() {
+        Some(pem) => {
+            let (configs, cert) = auto_mtls(&pem).map_err(|e| ServeError::Tls(e.into()))?;
+            Ok((configs, Some(cert)))
+        }
+        None => Ok((TlsConfigs::default(), None)),
+    }
+}
+
+/// Prints the handshake line, or in debug mode the reattach configuration (and how to use it
+/// on stderr), on stdout, flushed.
+fn announce(line: &HandshakeLine, debug: Option<&str>, pid: u32) -> Result<(), ServeError> {
+    let announcement = match debug {
+        None => line.to_string(),
+        Some(name) => {
+            let address = transport::Address::new(line.network, &line.address);
+            let mut reattach = ReattachConfig::new(Protocol::Grpc, line.app_version, &address, pid);
+            reattach.test = true;
+            let map = reattach::format_map(&[(name.to_owned(), reattach)].into_iter().collect());
+            eprintln!(
+                "Plugin {name} started in debug mode; stop it with Ctrl-C. To attach a host, \
+                 give it this reattach configuration (e.g. TF_REATTACH_PROVIDERS='<it>'):\n\t{map}"
+            );
+            map
+        }
+    };
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{announcement}")
+        .and_then(|()| stdout.flush())
+        .map_err(ServeError::Stdout)
+}
+
+/// Starts forwarding fd 1/2 to the host; a failure only costs the forwarding.
+fn start_capture(shutdown: &CancellationToken) -> Option<Capture> {
+    Capture::start(shutdown)
+        .map_err(|e| tracing::warn!(error = %e, "stdout/stderr are not forwarded to the host"))
+        .ok()
+}
+
+/// Shuts the plugin down when its host is gone (its stdout pipe reader closed).
+fn watch_host(capture: Option<&Capture>, shutdown: CancellationToken) {
+    let stdout = match capture {
+        Some(capture) => capture.real_stdout().try_clone(),
+        None => nix::unistd::dup(io::stdout()).map_err(io::Error::from),
+    };
+    let Ok(stdout) = stdout else {
+        return;
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            () = host_gone(stdout) => {
+                tracing::debug!("the host is gone: shutting down");
+                shutdown.cancel();
+            }
+            () = shutdown.cancelled() => {}
+        }
+    });
+}
+
+/// go-plugin's services (health, reflection, broker, controller, stdio) and the app's.
+async fn routes(
+    shutdown: &CancellationToken,
+    broker: &Broker,
+    output: Option<crate::stdio::Output>,
+    set: crate::config::PluginSet,
+    descriptor_sets: Vec<&'static [u8]>,
+) -> tonic::service::Routes {
+    let service_names: Vec<&'static str> = set.service_names().collect();
+    let mut routes = RoutesBuilder::default();
+    routes
+        .add_service(health(shutdown).await)
+        .add_service(GrpcBrokerServer::new(BrokerService::new(broker.clone())))
+        .add_service(GrpcControllerServer::new(Controller::new(
+            shutdown.clone(),
+            output.clone(),
+        )))
+        .add_service(GrpcStdioServer::new(Stdio::new(shutdown.clone(), output)));
+    add_reflection(&mut routes, descriptor_sets, service_names);
+    set.register(&mut routes, broker);
+    routes.routes()
+}
+
+/// Accepts the host's connections. Multiplexed, the first one carries the yamux session, whose
+/// un-knocked streams reach the main server; later raw connections (Go hosts make none) are
+/// served directly.
+fn spawn_accept(
+    listener: Listener,
+    broker: &Broker,
+    server_tls: Option<Arc<rustls::ServerConfig>>,
+    tx: tokio::sync::mpsc::Sender<io::Result<transport::BoxedIo>>,
+) -> tokio::task::JoinHandle<()> {
+    if !broker.is_multiplexed() {
+        return transport::spawn_accept_loop(listener, server_tls, tx);
+    }
+    let mut session_started = false;
+    let (broker, main) = (broker.clone(), tx.clone());
+    transport::spawn_accept_loop_with(listener, tx, move |io| {
+        if session_started {
+            transport::forward(io, server_tls.clone(), main.clone());
+        } else {
+            session_started = true;
+            broker.start_session(io, Some(main.clone()));
+        }
+    })
+}
+
 /// AutoMTLS, plugin side: trust the host's PEM certificate, answer with a fresh one.
-fn auto_mtls(
-    host_pem: &str,
-) -> Result<(TlsConfigs, rustls::pki_types::CertificateDer<'static>), TlsError> {
+fn auto_mtls(host_pem: &str) -> Result<(TlsConfigs, CertificateDer<'static>), TlsError> {
     let host = PinnedPeer::from_pem(host_pem, "PLUGIN_CLIENT_CERT")?;
     let identity = Identity::generate()?;
     let configs = TlsConfigs::pinned(&identity, &host)?;

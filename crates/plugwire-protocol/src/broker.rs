@@ -250,7 +250,14 @@ pub struct BrokerConfig {
     pub translator: Option<Arc<dyn AddressTranslator>>,
     /// Multiplexed mode.
     pub multiplex: bool,
+    /// Told the path of every unix socket the other side gives to be dialled (plain mode). A
+    /// host uses it to remove the sockets a plugin leaves behind when it exits (go-plugin's
+    /// brokered listeners stay on disk when the plugin exits while one is still serving).
+    pub on_peer_socket: Option<PeerSocketHook>,
 }
+
+/// See [`BrokerConfig::on_peer_socket`].
+pub type PeerSocketHook = Arc<dyn Fn(&std::path::Path) + Send + Sync>;
 
 impl std::fmt::Debug for BrokerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -260,6 +267,7 @@ impl std::fmt::Debug for BrokerConfig {
             .field("listen", &self.listen)
             .field("translator", &self.translator.is_some())
             .field("multiplex", &self.multiplex)
+            .field("on_peer_socket", &self.on_peer_socket.is_some())
             .finish()
     }
 }
@@ -461,6 +469,9 @@ impl Broker {
             address: address.clone(),
         })?;
         let address = Address::new(network, &address);
+        if let (Address::Unix(path), Some(hook)) = (&address, &self.shared.config.on_peer_socket) {
+            hook(path);
+        }
         let tls = self.shared.config.tls.client.clone();
         transport::channel(move || {
             let address = address.clone();
@@ -924,6 +935,7 @@ mod tests {
                 None
             },
             multiplex,
+            on_peer_socket: None,
         };
         let host = Broker::new(config(Role::Host));
         let plugin = Broker::new(config(Role::Plugin));

@@ -320,9 +320,15 @@ async fn run(options: &Options) -> anyhow::Result<()> {
             kill(&plugin).await;
             report("ping_after_kill", status_text(plugin.ping().await));
         }
-        "crash" => {
+        "crash" | "broker-crash" => {
             let plugin = launch.start().await?;
             let (mut test, _) = clients(&plugin)?;
+            // broker-crash: the plugin dies while it serves a brokered listener (and holds a
+            // connection to the host's); the host removes the socket it leaves.
+            let _held = match options.scenario.as_str() {
+                "broker-crash" => Some(bidirectional(&plugin, &mut test).await?),
+                _ => None,
+            };
             let start = Instant::now();
             let call = test
                 .panic(PanicRequest {
@@ -388,23 +394,9 @@ async fn run(options: &Options) -> anyhow::Result<()> {
             std::fs::remove_dir(&dir)?;
         }
         "bidirectional" => {
-            // go-plugin's own broker test: the host serves PingPong, the plugin dials it, serves
-            // its own, and the host dials that.
             let plugin = launch.start().await?;
             let (mut test, _) = clients(&plugin)?;
-            let broker = plugin.broker();
-            let id = broker.next_id();
-            let served = broker
-                .accept_and_serve(id, Routes::new(PingPongServer::new(Pong)))
-                .await?;
-            let response = test.bidirectional(BidirectionalRequest { id }).await;
-            report("plugin_dialed_host", status_text(response.as_ref()));
-            if let Ok(response) = response {
-                let channel = broker.dial(response.into_inner().id).await?;
-                let pong = PingPongClient::new(channel).ping(PingRequest {}).await?;
-                report("host_dialed_plugin", pong.into_inner().msg);
-            }
-            drop(served);
+            bidirectional(&plugin, &mut test).await?;
             kill(&plugin).await;
         }
         "counter" => {
@@ -714,6 +706,30 @@ impl AddHelper for Adder {
 
 /// Adds `value` to `key` through the plugin, serving AddHelper for the call as go-plugin's
 /// bidirectional example does.
+/// go-plugin's own broker test (`TestGRPC_App`): the host serves PingPong, the plugin dials it,
+/// serves its own, and the host dials that. Returns what keeps both brokered services up.
+async fn bidirectional(
+    plugin: &Plugin,
+    test: &mut TestClient<Channel>,
+) -> anyhow::Result<(plugwire_host::BrokeredServer, Option<Channel>)> {
+    let broker = plugin.broker();
+    let id = broker.next_id();
+    let served = broker
+        .accept_and_serve(id, Routes::new(PingPongServer::new(Pong)))
+        .await?;
+    let response = test.bidirectional(BidirectionalRequest { id }).await;
+    report("plugin_dialed_host", status_text(response.as_ref()));
+    let Ok(response) = response else {
+        return Ok((served, None));
+    };
+    let channel = broker.dial(response.into_inner().id).await?;
+    let pong = PingPongClient::new(channel.clone())
+        .ping(PingRequest {})
+        .await?;
+    report("host_dialed_plugin", pong.into_inner().msg);
+    Ok((served, Some(channel)))
+}
+
 async fn counter_put(
     plugin: &Plugin,
     counter: &mut CounterClient<Channel>,
