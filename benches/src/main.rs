@@ -8,7 +8,11 @@
 //! Rust), which print raw samples; this driver computes the statistics and writes
 //! `report.json`, `report.md` and `ratios.svg`.
 //!
-//! `plugwire-bench [--quick | --smoke] [--rounds N] [--bin-dir DIR] [--go-dir DIR] [--out DIR]`
+//! `plugwire-bench [--quick | --smoke] [--rounds N] [--plugin-runtime current-thread|multi-thread]
+//! [--bin-dir DIR] [--go-dir DIR] [--out DIR]`
+//!
+//! `--plugin-runtime multi-thread` runs the Rust fixture plugin's `serve()` on a multi-thread
+//! tokio runtime instead of the current-thread one plugwire recommends, to measure that choice.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool
 
@@ -40,6 +44,7 @@ struct Args {
     bin_dir: PathBuf,
     go_dir: PathBuf,
     out: PathBuf,
+    plugin_runtime: String,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -53,6 +58,7 @@ fn parse_args() -> anyhow::Result<Args> {
         bin_dir: root.join("target/release"),
         go_dir: root.join("target/go-fixtures"),
         out: root.join("target/bench"),
+        plugin_runtime: "current-thread".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -64,6 +70,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--bin-dir" => args.bin_dir = value()?.into(),
             "--go-dir" => args.go_dir = value()?.into(),
             "--out" => args.out = value()?.into(),
+            "--plugin-runtime" => match value()?.as_str() {
+                r @ ("current-thread" | "multi-thread") => args.plugin_runtime = r.into(),
+                r => bail!("--plugin-runtime is current-thread or multi-thread, not {r:?}"),
+            },
             other => bail!("unknown argument {other:?}"),
         }
     }
@@ -167,6 +177,8 @@ struct Binaries {
     /// The example plugins, for the binary-size figure.
     rust_kv_plugin: PathBuf,
     go_kv_plugin: PathBuf,
+    /// The Rust fixture plugin's runtime (`PLUGWIRE_FIXTURE_RUNTIME`).
+    rust_plugin_runtime: String,
 }
 
 impl Binaries {
@@ -179,6 +191,7 @@ impl Binaries {
             noop: args.go_dir.join("noop"),
             rust_kv_plugin: args.bin_dir.join("kv-plugin"),
             go_kv_plugin: args.go_dir.join("kv-go-plugin-stripped"),
+            rust_plugin_runtime: args.plugin_runtime.clone(),
         };
         for path in [
             &b.rust_host,
@@ -288,7 +301,12 @@ fn run() -> anyhow::Result<()> {
         }
     }
     std::fs::create_dir_all(&args.out)?;
-    let report = report::build(&store, args.profile == Profile::Full, started.elapsed());
+    let report = report::build(
+        &store,
+        args.profile == Profile::Full,
+        &args.plugin_runtime,
+        started.elapsed(),
+    );
     let json_path = args.out.join("report.json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&report.json)?)?;
     std::fs::write(args.out.join("report.md"), &report.markdown)?;
@@ -348,6 +366,7 @@ fn run_workload(
         .arg(bins.plugin(plugin))
         .args(["-scenario", &format!("bench:{}", workload.bench)])
         .env("TMPDIR", &tmp)
+        .env("PLUGWIRE_FIXTURE_RUNTIME", &bins.rust_plugin_runtime)
         .envs(workload.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

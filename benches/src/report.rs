@@ -200,7 +200,7 @@ fn speedup(ratio: f64, lower_is_better: bool) -> f64 {
     if lower_is_better { 1.0 / ratio } else { ratio }
 }
 
-pub(crate) fn build(store: &Store, full: bool, elapsed: Duration) -> Report {
+pub(crate) fn build(store: &Store, full: bool, plugin_runtime: &str, elapsed: Duration) -> Report {
     let pins: Vec<&str> = {
         let mut p: Vec<&str> = store.samples.keys().map(|(_, pin, _)| *pin).collect();
         p.dedup();
@@ -212,7 +212,7 @@ pub(crate) fn build(store: &Store, full: bool, elapsed: Duration) -> Report {
     let mut markdown = String::new();
     let _ = writeln!(
         markdown,
-        "# plugwire benchmark\n\n{} profile, {:.0?}. GG = Go host + Go plugin (go-plugin v1.8.0), GR = Go host + Rust plugin, \
+        "# plugwire benchmark\n\n{} profile, {:.0?}, Rust plugins on a {plugin_runtime} runtime. GG = Go host + Go plugin (go-plugin v1.8.0), GR = Go host + Rust plugin, \
          RG = Rust host + Go plugin, RR = Rust host + Rust plugin. Latencies are p50 (all rounds pooled), throughputs and \
          memory the median of the rounds. `RR/GG` is `ratio_vs_go`; ✓/✗ is RR against performance.md's target \
          (absolute value and ratio), measured in this run.\n",
@@ -356,6 +356,7 @@ pub(crate) fn build(store: &Store, full: bool, elapsed: Duration) -> Report {
         json: json!({
             "profile": if full { "full" } else { "quick" },
             "elapsed_s": elapsed.as_secs_f64(),
+            "rust_plugin_runtime": plugin_runtime,
             "figures": figures,
         }),
         markdown,

@@ -135,8 +135,14 @@ fn main() -> ExitCode {
     })
 }
 
+/// Runs `future` on a current-thread runtime (what plugwire recommends for `serve()`), or a
+/// multi-thread one with `PLUGWIRE_FIXTURE_RUNTIME=multi-thread` (the benchmark compares them).
 fn run(future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let result = tokio::runtime::Builder::new_current_thread()
+    let mut builder = match std::env::var("PLUGWIRE_FIXTURE_RUNTIME").as_deref() {
+        Ok("multi-thread") => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let result = builder
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
