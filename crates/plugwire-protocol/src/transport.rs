@@ -315,11 +315,14 @@ where
 pub const STREAM_WINDOW: u32 = 4 << 20;
 /// See [`STREAM_WINDOW`].
 pub const CONNECTION_WINDOW: u32 = 8 << 20;
+/// The largest HTTP/2 frame plugwire accepts (advertised in SETTINGS_MAX_FRAME_SIZE).
+pub const MAX_FRAME_SIZE: u32 = 1 << 20;
 
 fn endpoint() -> Endpoint {
     Endpoint::from_static("http://localhost")
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME_SIZE)
 }
 
 /// A tonic server with plugwire's HTTP/2 settings (see [`STREAM_WINDOW`]).
@@ -327,6 +330,7 @@ pub fn server() -> tonic::transport::Server {
     tonic::transport::Server::builder()
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME_SIZE)
 }
 
 fn connector<F, Fut>(
