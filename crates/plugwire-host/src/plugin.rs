@@ -318,6 +318,10 @@ impl Started {
         line_rx: oneshot::Receiver<StdoutLine>,
     ) -> Result<Plugin, Error> {
         let deadline = tokio::time::Instant::now() + config.start_timeout;
+        if let Some(identity) = &identity {
+            // Load the AutoMTLS key while the plugin starts (an error shows again, later).
+            let _ = identity.certified_key();
+        }
         tracing::debug!(plugin = %self.name, "waiting for RPC address");
         let line = tokio::select! {
             biased;
