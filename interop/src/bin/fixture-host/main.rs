@@ -704,8 +704,6 @@ impl AddHelper for Adder {
     }
 }
 
-/// Adds `value` to `key` through the plugin, serving AddHelper for the call as go-plugin's
-/// bidirectional example does.
 /// go-plugin's own broker test (`TestGRPC_App`): the host serves PingPong, the plugin dials it,
 /// serves its own, and the host dials that. Returns what keeps both brokered services up.
 async fn bidirectional(
@@ -730,6 +728,8 @@ async fn bidirectional(
     Ok((served, Some(channel)))
 }
 
+/// Adds `value` to `key` through the plugin, serving AddHelper for the call as go-plugin's
+/// bidirectional example does.
 async fn counter_put(
     plugin: &Plugin,
     counter: &mut CounterClient<Channel>,
