@@ -33,11 +33,24 @@
 //! | `TLSProvider` | [`ServeConfigBuilder::tls_provider`] |
 //! | `ServeConfig{Test: ...}` (debug mode, reattach) | [`serve_debug`] |
 //!
+//! Whatever the plugin's code writes to stdout and stderr after the handshake, from any thread or
+//! task, goes to the host over `plugin.GRPCStdio`, byte for byte; log lines from [`log`] and
+//! panic messages go to the host's log instead, as a Go plugin's do.
+//!
+//! Build plugins with `AWS_LC_SYS_NO_JITTER_ENTROPY=1` (in `.cargo/config.toml`'s `[env]`):
+//! otherwise aws-lc seeds its random generator from CPU jitter, which costs every AutoMTLS start
+//! of the plugin about 45–70 ms (measured: 64 ms median, 0.27 ms without).
+//!
 //! [go-plugin]: https://github.com/hashicorp/go-plugin
 
 mod config;
+mod fd;
+mod host_watch;
 mod lazy;
 pub mod log;
+mod panic;
+mod portable;
+mod real_stderr;
 mod serve;
 mod services;
 mod stdio;

@@ -121,7 +121,7 @@ where
         );
         let mut line = render(object);
         line.push('\n');
-        crate::stdio::write_real_stderr(line.as_bytes());
+        crate::real_stderr::write(line.as_bytes());
     }
 }
 
@@ -221,7 +221,7 @@ mod tests {
 
     /// Runs `f` with the layer and returns the lines it wrote.
     fn lines(f: impl FnOnce()) -> Vec<Value> {
-        let captured = crate::stdio::capture_real_stderr_for_test(|| {
+        let captured = crate::real_stderr::capture_for_test(|| {
             let subscriber = tracing_subscriber::registry().with(HclogLayer::new());
             tracing::subscriber::with_default(subscriber, f);
         });

@@ -20,9 +20,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
 
 use crate::config::{ServeConfig, TlsProvider, Transport};
+use crate::host_watch::host_gone;
 use crate::lazy::Lazy;
 use crate::services::{BrokerService, Controller, Stdio};
-use crate::stdio::{Capture, host_gone};
+use crate::stdio::Capture;
 
 /// How long in-flight calls get to finish once shutdown starts. A Go host force-kills after 2 s.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -123,6 +124,9 @@ async fn serve_with_env(
         let _ = crate::log::init();
     }
     tracing::debug!(address = %listener.address(), version, "plugin address");
+    if debug.is_none() {
+        crate::panic::install_hook();
+    }
     let shutdown = CancellationToken::new();
     spawn_signal_handlers(shutdown.clone(), debug.is_none());
     let capture = if config.capture_stdio {
