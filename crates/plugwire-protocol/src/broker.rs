@@ -16,15 +16,15 @@
 //! in a [`KnockBox`]. Both take the time as an argument, so their rules are tested without
 //! sleeping.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::Stream;
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::Channel;
@@ -44,23 +44,30 @@ pub const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
 const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// Received `ConnInfo`s waiting for a dialer, by id: at most one per id; extra ones are dropped,
-/// unclaimed ones are forgotten [`BROKER_TIMEOUT`] after they arrived.
+/// unclaimed ones are forgotten [`BROKER_TIMEOUT`] after they arrived. Dialers that come first
+/// wait in line, each under a [`Ticket`]: a message goes to the first of them, as in go-plugin
+/// (where the first of two dials of one id succeeds and the second times out).
 #[derive(Debug, Default)]
 pub struct Mailbox {
     slots: HashMap<u32, Slot>,
+    next_ticket: u64,
 }
 
 #[derive(Debug)]
 enum Slot {
     Held { info: ConnInfo, expires: Instant },
-    Waiting(oneshot::Sender<ConnInfo>),
+    Waiting(VecDeque<Ticket>),
 }
+
+/// A dialer waiting in a [`Mailbox`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ticket(u64);
 
 /// What [`Mailbox::deliver`] did with a message.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Delivery {
-    /// Handed to a waiting dialer.
-    Delivered,
+    /// It belongs to this waiting dialer (if that one gave up meanwhile, deliver it again).
+    To(Ticket, ConnInfo),
     /// Kept for a dialer to come.
     Held,
     /// Dropped: one is already waiting for that id.
@@ -68,12 +75,12 @@ pub enum Delivery {
 }
 
 /// What [`Mailbox::claim`] found.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Claim {
     /// The message had already arrived.
     Ready(ConnInfo),
-    /// Not yet: it will come through this receiver.
-    Wait(oneshot::Receiver<ConnInfo>),
+    /// Not yet: it will be delivered to this ticket.
+    Wait(Ticket),
 }
 
 impl Mailbox {
@@ -82,10 +89,14 @@ impl Mailbox {
         self.purge(now);
         let id = info.service_id;
         match self.slots.remove(&id) {
-            Some(Slot::Waiting(tx)) => match tx.send(info) {
-                Ok(()) => Delivery::Delivered,
-                // The dialer gave up meanwhile: keep it as if nobody had been waiting.
-                Err(info) => self.hold(info, now),
+            Some(Slot::Waiting(mut line)) => match line.pop_front() {
+                Some(ticket) => {
+                    if !line.is_empty() {
+                        self.slots.insert(id, Slot::Waiting(line));
+                    }
+                    Delivery::To(ticket, info)
+                }
+                None => self.hold(info, now),
             },
             Some(held @ Slot::Held { .. }) => {
                 self.slots.insert(id, held);
@@ -106,29 +117,40 @@ impl Mailbox {
         Delivery::Held
     }
 
-    /// A dialer wants the message for `id`.
+    /// A dialer wants the message for `id` at `now`.
     pub fn claim(&mut self, id: u32, now: Instant) -> Claim {
         self.purge(now);
-        if let Some(Slot::Held { info, .. }) = self.slots.remove(&id) {
-            return Claim::Ready(info);
+        match self.slots.remove(&id) {
+            Some(Slot::Held { info, .. }) => Claim::Ready(info),
+            waiting => {
+                let ticket = Ticket(self.next_ticket);
+                self.next_ticket += 1;
+                let mut line = match waiting {
+                    Some(Slot::Waiting(line)) => line,
+                    _ => VecDeque::new(),
+                };
+                line.push_back(ticket);
+                self.slots.insert(id, Slot::Waiting(line));
+                Claim::Wait(ticket)
+            }
         }
-        let (tx, rx) = oneshot::channel();
-        self.slots.insert(id, Slot::Waiting(tx));
-        Claim::Wait(rx)
     }
 
-    /// The dialer for `id` stopped waiting.
-    pub fn abandon(&mut self, id: u32) {
-        if matches!(self.slots.get(&id), Some(Slot::Waiting(_))) {
-            self.slots.remove(&id);
+    /// The dialer holding `ticket` for `id` stopped waiting.
+    pub fn abandon(&mut self, id: u32, ticket: Ticket) {
+        if let Some(Slot::Waiting(line)) = self.slots.get_mut(&id) {
+            line.retain(|t| *t != ticket);
+            if line.is_empty() {
+                self.slots.remove(&id);
+            }
         }
     }
 
-    /// Forgets expired messages and abandoned waits.
+    /// Forgets expired messages.
     pub fn purge(&mut self, now: Instant) {
         self.slots.retain(|_, slot| match slot {
             Slot::Held { expires, .. } => *expires > now,
-            Slot::Waiting(tx) => !tx.is_closed(),
+            Slot::Waiting(line) => !line.is_empty(),
         });
     }
 
@@ -335,6 +357,31 @@ struct Shared {
 struct Book {
     mailbox: Mailbox,
     knocks: KnockBox,
+    /// Where each waiting dialer's message goes.
+    waiters: HashMap<Ticket, oneshot::Sender<ConnInfo>>,
+}
+
+impl Book {
+    /// Delivers `info` to the first dialer still waiting for it, else keeps it; false when it
+    /// was dropped (another one already waits for that id).
+    fn deliver(&mut self, mut info: ConnInfo, now: Instant) -> bool {
+        loop {
+            match self.mailbox.deliver(info, now) {
+                Delivery::To(ticket, message) => {
+                    let Some(tx) = self.waiters.remove(&ticket) else {
+                        info = message;
+                        continue;
+                    };
+                    match tx.send(message) {
+                        Ok(()) => return true,
+                        Err(message) => info = message, // that dialer gave up: the next one
+                    }
+                }
+                Delivery::Held => return true,
+                Delivery::Dropped => return false,
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Broker {
@@ -395,7 +442,7 @@ impl Broker {
         let mut accept_loop = None;
         if self.shared.config.multiplex {
             self.with_router(|r| r.listen(id, tx));
-            let open = self.with_book(|b| b.knocks.accept(id, Instant::now()));
+            let open = self.with_book(|b| b.knocks.accept(id, now()));
             if open {
                 self.open_door(id);
             }
@@ -538,7 +585,7 @@ impl Broker {
 
     /// A message the other side sent on `StartStream`.
     pub fn handle_inbound(&self, info: ConnInfo) {
-        let now = Instant::now();
+        let now = now();
         let id = info.service_id;
         let knock_request = info.knock.as_ref().is_some_and(|k| k.knock && !k.ack);
         if knock_request {
@@ -548,8 +595,7 @@ impl Broker {
                 tracing::debug!(id, "knock for an id not accepted (yet)");
             }
         } else {
-            let delivery = self.with_book(|b| b.mailbox.deliver(info, now));
-            if delivery == Delivery::Dropped {
+            if !self.with_book(|b| b.deliver(info, now)) {
                 tracing::debug!(id, "dropped a second broker message for the same id");
             }
         }
@@ -593,8 +639,8 @@ impl Broker {
     /// How many ids have pending bookkeeping (for leak checks).
     pub fn pending(&self) -> usize {
         self.with_book(|b| {
-            b.mailbox.purge(Instant::now());
-            b.knocks.purge(Instant::now());
+            b.mailbox.purge(now());
+            b.knocks.purge(now());
             b.mailbox.len() + b.knocks.len()
         })
     }
@@ -672,16 +718,26 @@ impl Broker {
     }
 
     async fn claim(&self, id: u32) -> Option<ConnInfo> {
-        let rx = match self.with_book(|b| b.mailbox.claim(id, Instant::now())) {
-            Claim::Ready(info) => return Some(info),
-            Claim::Wait(rx) => rx,
+        let (ticket, rx) = match self.with_book(|b| match b.mailbox.claim(id, now()) {
+            Claim::Ready(info) => Err(info),
+            Claim::Wait(ticket) => {
+                let (tx, rx) = oneshot::channel();
+                b.waiters.insert(ticket, tx);
+                Ok((ticket, rx))
+            }
+        }) {
+            Ok(waiting) => waiting,
+            Err(info) => return Some(info),
         };
         let received = tokio::select! {
             r = tokio::time::timeout(BROKER_TIMEOUT, rx) => r.ok().and_then(Result::ok),
             () = self.shared.closed.cancelled() => None,
         };
         if received.is_none() {
-            self.with_book(|b| b.mailbox.abandon(id));
+            self.with_book(|b| {
+                b.mailbox.abandon(id, ticket);
+                b.waiters.remove(&ticket);
+            });
         }
         received
     }
@@ -796,6 +852,11 @@ impl Broker {
     }
 }
 
+/// The broker's clock: the runtime's (paused in tests), as the bookkeeping's `Instant`.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 async fn serve_brokered(
     routes: Routes,
     incoming: transport::Incoming,
@@ -864,22 +925,96 @@ mod tests {
         ));
     }
 
-    #[tokio::test]
-    async fn dial_before_conninfo_receives_it() {
+    #[test]
+    fn dial_before_conninfo_receives_it() {
         let t0 = Instant::now();
         let mut mailbox = Mailbox::default();
-        let Claim::Wait(rx) = mailbox.claim(3, t0) else {
+        let Claim::Wait(ticket) = mailbox.claim(3, t0) else {
             panic!("nothing arrived yet");
         };
-        assert_eq!(mailbox.deliver(info(3, "/c"), t0), Delivery::Delivered);
-        assert_eq!(rx.await.expect("delivered").address, "/c");
+        let info3 = info(3, "/c");
+        assert_eq!(
+            mailbox.deliver(info3.clone(), t0),
+            Delivery::To(ticket, info3)
+        );
         assert!(mailbox.is_empty());
         // An abandoned wait does not swallow a later message.
-        let Claim::Wait(rx) = mailbox.claim(4, t0) else {
+        let Claim::Wait(ticket) = mailbox.claim(4, t0) else {
             panic!("nothing arrived yet");
         };
-        drop(rx);
+        mailbox.abandon(4, ticket);
         assert_eq!(mailbox.deliver(info(4, "/d"), t0), Delivery::Held);
+    }
+
+    /// Two dialers of one id: the first in line gets the message, the second keeps waiting (and
+    /// its giving up later does not disturb anything), as go-plugin's first `Dial` succeeds.
+    #[test]
+    fn two_dials_of_one_id_wait_in_line() {
+        let t0 = Instant::now();
+        let mut mailbox = Mailbox::default();
+        let (Claim::Wait(first), Claim::Wait(second)) =
+            (mailbox.claim(1, t0), mailbox.claim(1, t0))
+        else {
+            panic!("nothing arrived yet");
+        };
+        assert_ne!(first, second);
+        let later = t0 + Duration::from_millis(50);
+        let info1 = info(1, "/a");
+        assert_eq!(
+            mailbox.deliver(info1.clone(), later),
+            Delivery::To(first, info1)
+        );
+        assert_eq!(mailbox.len(), 1, "the second dialer still waits");
+        mailbox.abandon(1, first); // a late clean-up of the first one changes nothing
+        assert_eq!(mailbox.len(), 1);
+        let info2 = info(1, "/b");
+        assert_eq!(
+            mailbox.deliver(info2.clone(), later),
+            Delivery::To(second, info2)
+        );
+        assert!(mailbox.is_empty());
+        // The first gives up: the message goes to the second.
+        let (Claim::Wait(first), Claim::Wait(second)) =
+            (mailbox.claim(2, t0), mailbox.claim(2, t0))
+        else {
+            panic!("nothing arrived yet");
+        };
+        mailbox.abandon(2, first);
+        let info3 = info(2, "/c");
+        assert_eq!(
+            mailbox.deliver(info3.clone(), later),
+            Delivery::To(second, info3)
+        );
+    }
+
+    /// Two dials in flight, the address 50 ms later: the first dial connects, the second times out
+    /// after the full 5 s.
+    #[tokio::test(start_paused = true)]
+    async fn second_dial_of_one_id_times_out_alone() {
+        let p = pair(false);
+        let (host, plugin) = (p.host.clone(), p.plugin.clone());
+        let first = tokio::spawn({
+            let plugin = plugin.clone();
+            async move { plugin.dial(1).await }
+        });
+        tokio::task::yield_now().await;
+        let second = tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            (plugin.dial(1).await, started.elapsed())
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let id = host.next_id();
+        let _served = host
+            .accept_and_serve(id, health_routes())
+            .await
+            .expect("accept");
+        assert!(ping(first.await.expect("join").expect("the first dial connects")).await);
+        let (second, waited) = second.await.expect("join");
+        assert!(
+            matches!(second, Err(BrokerError::ConnInfoTimeout { id: 1 })),
+            "{second:?}"
+        );
+        assert!(waited >= BROKER_TIMEOUT, "gave up after {waited:?}");
     }
 
     #[test]

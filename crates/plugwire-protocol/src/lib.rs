@@ -18,7 +18,7 @@
 //! | Module | What |
 //! |---|---|
 //! | [`handshake`] | the handshake line: parse every form a Go host accepts, print what a Go plugin prints |
-//! | [`env`] | the environment contract, the magic cookie, version negotiation |
+//! | [`env`](mod@env) | the environment contract, the magic cookie, version negotiation |
 //! | [`tls`] | AutoMTLS certificates (ECDSA P-521) and pinned-peer rustls configurations |
 //! | [`transport`] | listeners as go-plugin makes them, dialing, TLS wrapping, channel plumbing |
 //! | [`broker`] | go-plugin's `GRPCBroker`, plain and multiplexed, with its `ConnInfo`/knock bookkeeping |

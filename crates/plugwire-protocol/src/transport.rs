@@ -22,7 +22,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use crate::handshake::Network;
 use crate::tls;
 
-/// How long an accepted connection may take to finish its TLS handshake.
+/// How long a TLS handshake may take, either side.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// gRPC message size limit go-plugin's host uses in both directions (`math.MaxInt32`).
@@ -269,12 +269,21 @@ pub fn set_group_writable(path: &Path, group: &str, mode: u32) -> io::Result<()>
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
-/// Wraps a dialed connection in TLS as the client (SNI `localhost`, ALPN `h2`).
+/// Wraps a dialed connection in TLS as the client (SNI `localhost`, ALPN `h2`), bounded by
+/// [`TLS_HANDSHAKE_TIMEOUT`].
 pub async fn tls_connect(io: BoxedIo, config: Arc<rustls::ClientConfig>) -> io::Result<BoxedIo> {
-    let stream = tokio_rustls::TlsConnector::from(config)
-        .connect(tls::server_name(), io)
-        .await?;
-    Ok(BoxedIo::new(stream))
+    let connect = tokio_rustls::TlsConnector::from(config).connect(tls::server_name(), io);
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, connect).await {
+        Ok(stream) => Ok(BoxedIo::new(stream?)),
+        Err(_) => Err(tls_timeout()),
+    }
+}
+
+fn tls_timeout() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the peer did not finish the TLS handshake in time",
+    )
 }
 
 /// Wraps an accepted connection in TLS as the server, bounded by [`TLS_HANDSHAKE_TIMEOUT`].
@@ -282,10 +291,7 @@ pub async fn tls_accept(io: BoxedIo, config: Arc<rustls::ServerConfig>) -> io::R
     let accept = tokio_rustls::TlsAcceptor::from(config).accept(io);
     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await {
         Ok(stream) => Ok(BoxedIo::new(stream?)),
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "the peer did not finish the TLS handshake in time",
-        )),
+        Err(_) => Err(tls_timeout()),
     }
 }
 
@@ -541,6 +547,29 @@ mod tests {
         assert_eq!(seen, vec!["localhost".to_owned()]);
         server.abort();
         accept.abort();
+    }
+
+    /// A peer that accepts the connection but never answers the TLS handshake cannot hang a
+    /// dial: both ends give up after [`TLS_HANDSHAKE_TIMEOUT`].
+    #[tokio::test(start_paused = true)]
+    async fn tls_handshakes_are_bounded_both_ways() {
+        let identity = tls::Identity::generate().expect("identity");
+        let peer = tls::PinnedPeer::new([identity.cert().clone()]).expect("peer");
+        let configs = tls::TlsConfigs::pinned(&identity, &peer).expect("configs");
+        let client = configs.client.clone().expect("client config");
+        let server = configs.server.clone().expect("server config");
+        let (silent, _keep_open) = tokio::io::duplex(1 << 16);
+        let started = tokio::time::Instant::now();
+        let err = tls_connect(BoxedIo::new(silent), client)
+            .await
+            .expect_err("nobody answers");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), TLS_HANDSHAKE_TIMEOUT);
+        let (silent, _keep_open) = tokio::io::duplex(1 << 16);
+        let err = tls_accept(BoxedIo::new(silent), server)
+            .await
+            .expect_err("nobody speaks");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     }
 
     #[test]
