@@ -18,7 +18,7 @@ GO_PLUGIN := github.com/hashicorp/go-plugin
 # package `proto`; gRPC marshals through the Go types, so the registry conflict is harmless.
 FIXTURE_LDFLAGS := -ldflags=-X=google.golang.org/protobuf/reflect/protoregistry.conflictPolicy=ignore
 
-.PHONY: all build go-fixtures demo test check fmt-check clippy codegen codegen-check bench bench-smoke fuzz clean
+.PHONY: all build go-fixtures demo test check fmt-check clippy doc codegen codegen-check bench bench-smoke fuzz clean
 
 all: build
 
@@ -39,6 +39,9 @@ go-fixtures:
 	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/kv-go-plugin $(GO_PLUGIN)/examples/grpc/plugin-go-grpc
 	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/counter-go-host $(GO_PLUGIN)/examples/bidirectional
 	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/counter-go-plugin $(GO_PLUGIN)/examples/bidirectional/plugin-go-grpc
+	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/greeter-go-plugin $(GO_PLUGIN)/examples/basic/plugin
+	# A go-plugin peer without go-plugin (as its Python example): plugins that do not stop.
+	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/bare-plugin ./cmd/bare-plugin
 	# For the benchmark: the spawn floor (a static binary) and a stripped plugin for size.
 	cd go-fixtures && CGO_ENABLED=0 $(GO) build -o $(GO_FIXTURES)/noop ./cmd/noop
 	cd go-fixtures && $(GO) build -ldflags="-s -w" -o $(GO_FIXTURES)/kv-go-plugin-stripped $(GO_PLUGIN)/examples/grpc/plugin-go-grpc
@@ -51,7 +54,7 @@ demo: build go-fixtures
 # Interop cells mostly wait on child processes (and some on go-plugin's 5 s timeouts), so they
 # run with more threads than the CI machine has cores.
 # The example cells use debug builds of the examples (they share the test build's dependencies).
-test: fmt-check clippy codegen-check go-fixtures
+test: fmt-check clippy doc codegen-check go-fixtures
 	$(CARGO) build -p plugwire-examples -p plugwire-interop
 	PLUGWIRE_EXAMPLES_DIR=$(CURDIR)/target/debug $(CARGO) test --workspace --all-targets -- --test-threads=6
 	$(CARGO) test --workspace --doc
@@ -71,6 +74,10 @@ fmt-check:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## doc: the API documentation, with warnings (broken links, bad HTML) denied
+doc:
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
 ## codegen: regenerate the checked-in protobuf/gRPC code (no protoc needed)
 codegen:

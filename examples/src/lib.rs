@@ -27,6 +27,12 @@ pub mod pb {
     }
 }
 
+plugwire_host::grpc_client!(
+    pb::kv::kv_client::KvClient<plugwire_host::Channel>,
+    pb::counter::counter_client::CounterClient<plugwire_host::Channel>,
+    pb::counter::add_helper_client::AddHelperClient<plugwire_host::Channel>,
+);
+
 /// The handshake cookie of go-plugin's examples.
 pub fn cookie() -> plugwire_host::MagicCookie {
     plugwire_host::MagicCookie::new("BASIC_PLUGIN", "hello")

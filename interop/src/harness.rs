@@ -1,5 +1,6 @@
-//! Runs one cell: a host process given a plugin, bounded in time, in its own process group
-//! (so no plugin outlives it), with its observations parsed.
+//! Runs one cell: a host process given a plugin, bounded in time, in its own session (so every
+//! process it starts, in whatever process group, is found and none outlives the cell), with its
+//! observations parsed.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -7,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
@@ -153,7 +154,7 @@ pub struct Run {
     pub dir: Option<PathBuf>,
     /// The bound on the whole run.
     pub timeout: Duration,
-    /// Leave the process group alone afterwards (the test checks and cleans up itself).
+    /// Leave the session's processes alone afterwards (the test checks and cleans up itself).
     pub spare_group: bool,
 }
 
@@ -213,8 +214,10 @@ impl Run {
         self
     }
 
-    /// Runs it in its own process group with its own `TMPDIR` (where plugins put their
-    /// sockets); kills the whole group afterwards and reports what was left in `TMPDIR`.
+    /// Runs it in a session of its own with its own `TMPDIR` (where plugins put their sockets);
+    /// kills every process left in the session afterwards and reports what was left in
+    /// `TMPDIR`. A session, not a process group: plugwire hosts start each plugin in a process
+    /// group of its own.
     pub async fn run(self) -> Outcome {
         let started = Instant::now();
         let tmp = tempfile::Builder::new()
@@ -229,8 +232,8 @@ impl Run {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
             .kill_on_drop(true);
+        new_session(&mut command);
         if let Some(dir) = &self.dir {
             command.current_dir(dir);
         }
@@ -238,7 +241,7 @@ impl Run {
             Ok(child) => child,
             Err(e) => panic!("could not run {}: {e}", self.program.display()),
         };
-        let pgid = child.id().and_then(|id| i32::try_from(id).ok());
+        let sid = child.id().and_then(|id| i32::try_from(id).ok());
         if let Some(mut stdin) = child.stdin.take() {
             let data = self.stdin.clone().unwrap_or_default();
             tokio::spawn(async move {
@@ -247,10 +250,13 @@ impl Run {
         }
         let output = tokio::time::timeout(self.timeout, child.wait_with_output()).await;
         let elapsed = started.elapsed();
-        // Anything still running in the group outlived its host.
-        let leaked = pgid.is_some_and(|g| !group_members(g).is_empty());
-        if let Some(g) = pgid.filter(|_| !self.spare_group) {
-            let _ = killpg(Pid::from_raw(g), Signal::SIGKILL);
+        // Anything still running in the session outlived its host.
+        let survivors = sid.map(session_members).unwrap_or_default();
+        let leaked = !survivors.is_empty();
+        if !self.spare_group {
+            for pid in survivors {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
         }
         let leftovers = std::fs::read_dir(tmp.path())
             .map(|entries| {
@@ -270,7 +276,7 @@ impl Run {
             Err(_) => (
                 None,
                 String::new(),
-                "<timed out; the process group was killed>".into(),
+                "<timed out; the processes of its session were killed>".into(),
             ),
         };
         Outcome {
@@ -502,8 +508,34 @@ impl Drop for DebugPlugin {
     }
 }
 
+/// Makes `command` start a new session (`setsid(2)` in the child), which every process it starts
+/// belongs to unless it leaves on purpose.
+fn new_session(command: &mut tokio::process::Command) {
+    // SAFETY: the closure runs in the forked child before exec and makes one async-signal-safe
+    // system call, setsid, through a nix wrapper that neither allocates nor locks.
+    #[allow(unsafe_code)]
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// Running (not zombie) processes of session `sid`, from `/proc`.
+pub fn session_members(sid: i32) -> Vec<i32> {
+    proc_members(3, sid)
+}
+
 /// Running (not zombie) processes whose process group is `pgid`, from `/proc`.
 pub fn group_members(pgid: i32) -> Vec<i32> {
+    proc_members(2, pgid)
+}
+
+/// Running processes whose `/proc/<pid>/stat` field `index` (after the command name: 0 state,
+/// 1 ppid, 2 pgrp, 3 session) is `value`.
+fn proc_members(index: usize, value: i32) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -520,7 +552,7 @@ pub fn group_members(pgid: i32) -> Vec<i32> {
                 .map(|(_, rest)| rest.split_whitespace().collect())
                 .unwrap_or_default();
             fields.first().is_some_and(|state| *state != "Z")
-                && fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
+                && fields.get(index).and_then(|g| g.parse::<i32>().ok()) == Some(value)
         })
         .collect()
 }

@@ -26,6 +26,12 @@ pub mod bench_pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("pb/bench_descriptor.bin");
 }
 
+plugwire_host::grpc_client!(
+    pb::test_client::TestClient<plugwire_host::Channel>,
+    pb::ping_pong_client::PingPongClient<plugwire_host::Channel>,
+    bench_pb::bench_client::BenchClient<plugwire_host::Channel>,
+);
+
 /// The fixtures' handshake cookie: go-plugin's own test cookie.
 pub fn cookie() -> plugwire_host::MagicCookie {
     plugwire_host::MagicCookie::new("TEST_MAGIC_COOKIE", "test")

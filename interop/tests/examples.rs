@@ -263,3 +263,49 @@ async fn go_and_rust_counter_plugins_take_turns() {
     let got = counter(cell, dir.path(), &go_host, &go_plugin, &["get", "t"]).await;
     assert_eq!(got, "1111\n");
 }
+
+/// go-plugin's `examples/basic` plugin speaks netrpc. A plugwire host that allows netrpc refuses
+/// it with an error that says plugwire does not speak netrpc (it used to "succeed", report gRPC
+/// and fail on the first call); one that does not allow it, with go-plugin's error. Either way
+/// the plugin process is stopped.
+#[tokio::test]
+async fn netrpc_example_plugin_is_refused_clearly() {
+    use plugwire_host::{MagicCookie, Plugin, PluginConfig, Protocol};
+    let f = fixtures();
+    for allowed in [vec![Protocol::NetRpc, Protocol::Grpc], vec![Protocol::Grpc]] {
+        let config = PluginConfig::builder(
+            MagicCookie::new("BASIC_PLUGIN", "hello"),
+            std::process::Command::new(f.go("greeter-go-plugin")),
+        )
+        .plugins(1, ["greeter"])
+        .allowed_protocols(allowed.clone())
+        .build();
+        let launched =
+            tokio::time::timeout(std::time::Duration::from_secs(30), Plugin::launch(config))
+                .await
+                .expect("the launch is bounded");
+        let err = match launched {
+            Ok(plugin) => panic!(
+                "a netrpc plugin was accepted as {:?} with {allowed:?}",
+                plugin.protocol()
+            ),
+            Err(err) => err,
+        };
+        let text = err.to_string();
+        if allowed.contains(&Protocol::NetRpc) {
+            assert!(
+                text.contains("speaks netrpc") && text.contains("does not speak"),
+                "{text}"
+            );
+        } else {
+            assert!(
+                text.contains("unsupported plugin protocol \"netrpc\". Supported: [grpc]"),
+                "{text}"
+            );
+        }
+        assert!(
+            err.exit_status().is_some(),
+            "the plugin was not stopped: {text}"
+        );
+    }
+}

@@ -87,8 +87,9 @@ async fn cell(
     // And a go-plugin v1.8.0 plugin that serves a brokered listener (plain mode) can exit on
     // Shutdown while that listener's GracefulStop still waits for the host's connection to
     // close: its socket file stays behind too. A Rust host removes both kinds.
+    let plugin_serves_brokered = matches!(scenario, "bidirectional" | "dial-twice");
     let go_leaves_socket =
-        p.host == Lang::Go && p.plugin == Lang::Go && (p.mux || scenario == "bidirectional");
+        p.host == Lang::Go && p.plugin == Lang::Go && (p.mux || plugin_serves_brokered);
     if p.host == Lang::Rust || (ending == Ending::Graceful && !go_leaves_socket) {
         expect.that(outcome.leftovers.is_empty(), || {
             format!("files left behind: {:?}", outcome.leftovers)
@@ -108,6 +109,9 @@ macro_rules! pairings {
     ($scenario:ident: all_modes) => {
         pairings!(@modes $scenario: [plain = (Plain, false), mtls = (AutoMtls, false),
             mux = (Plain, true), mux_mtls = (AutoMtls, true)]: ALL);
+    };
+    ($scenario:ident: plain) => {
+        pairings!(@modes $scenario: [plain = (Plain, false)]: ALL);
     };
     ($scenario:ident: plain_and_mux) => {
         pairings!(@modes $scenario: [plain = (Plain, false), mux = (Plain, true)]: ALL);
@@ -1168,5 +1172,438 @@ mod without_host {
     #[tokio::test]
     async fn rust_plugin() {
         run_without_host(Lang::Rust).await;
+    }
+}
+
+/// A handler writes 256 KiB to stdout and to stderr inline (more than a pipe holds): the call
+/// returns, every byte arrives in order, and the plugin still stops gracefully.
+async fn stdio_large(p: Pairing) {
+    cell(
+        p,
+        ("stdio-large", "serve", Ending::Graceful),
+        |r| r,
+        stdio_large_checks,
+    )
+    .await;
+}
+
+fn stdio_large_checks(_: Lang, o: &Outcome, e: &mut Expect) {
+    e.eq(o, "call", json!("ok"))
+        .eq(o, "stdout_bytes", json!(262_144))
+        .eq(o, "stderr_bytes", json!(262_144))
+        .eq(o, "stdout_intact", json!(true))
+        .eq(o, "stderr_intact", json!(true));
+    stopped_gracefully(o, e);
+}
+pairings!(stdio_large);
+
+/// The same on the multi-thread runtime, and with the portable (non-Linux) code paths forced.
+mod stdio_large_variants {
+    use super::*;
+    async fn run(host: Lang, env: (&'static str, &'static str)) {
+        let p = Pairing {
+            host,
+            plugin: Lang::Rust,
+            grpc: GoGrpc::Pinned,
+            tls: Tls::Plain,
+            mux: false,
+        };
+        cell(
+            p,
+            ("stdio-large", "serve", Ending::Graceful),
+            |r| r.env(env.0, env.1),
+            stdio_large_checks,
+        )
+        .await;
+    }
+    #[tokio::test]
+    async fn go_rust_multi_thread() {
+        run(Lang::Go, ("PLUGWIRE_FIXTURE_RUNTIME", "multi-thread")).await;
+    }
+    #[tokio::test]
+    async fn rust_rust_multi_thread() {
+        run(Lang::Rust, ("PLUGWIRE_FIXTURE_RUNTIME", "multi-thread")).await;
+    }
+    #[tokio::test]
+    async fn rust_rust_portable() {
+        run(Lang::Rust, ("PLUGWIRE_FORCE_PORTABLE", "1")).await;
+    }
+}
+
+/// A handler panics and the plugin lives on: the host logs the trace once (`panic: ...` first)
+/// and none of it arrives as forwarded stderr; only what the plugin wrote after does.
+async fn panic_once(p: Pairing) {
+    cell(
+        p,
+        ("panic-once", "catch-panics", Ending::Graceful),
+        |r| r,
+        |_, o, e| {
+            let panicked = o.text("panic_call");
+            e.that(panicked.starts_with("error"), || {
+                format!("panic call: {panicked:?}")
+            })
+            .eq(o, "marker_call", json!("ok"))
+            .eq(o, "forwarded_stderr", json!("after the panic\n"))
+            .eq(o, "panic_lines", json!(1));
+            stopped_gracefully(o, e);
+        },
+    )
+    .await;
+}
+pairings!(panic_once: rust_plugin);
+
+/// Two dials of one broker id before the other side serves it: the first connects, the second
+/// times out after go-plugin's 5 s (it used to make both fail at once).
+async fn dial_twice(p: Pairing) {
+    cell(
+        p,
+        ("dial-twice", "serve", Ending::Graceful),
+        |r| r,
+        |_, o, e| {
+            let dials: Vec<String> = o
+                .get("dials")
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|d| d.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let ms: Vec<u64> = o
+                .get("dial_ms")
+                .as_array()
+                .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+                .unwrap_or_default();
+            let pongs = dials.iter().filter(|d| *d == "pong").count();
+            let timeouts: Vec<usize> = (0..dials.len())
+                .filter(|&i| dials[i].starts_with("error") && dials[i].contains("timeout"))
+                .collect();
+            e.eq(o, "plugin_id", json!(1))
+                .that(pongs == 1 && timeouts.len() == 1, || {
+                    format!("dials: {dials:?}")
+                })
+                .that(
+                    timeouts
+                        .first()
+                        .is_some_and(|&i| ms.get(i).is_some_and(|&m| m >= 4500)),
+                    || format!("the failed dial gave up too early: {ms:?} ms"),
+                );
+            stopped_gracefully(o, e);
+        },
+    )
+    .await;
+}
+pairings!(dial_twice: plain);
+
+/// A typed client a host dispenses takes a 6 MiB reply (over tonic's and grpc-go's 4 MiB
+/// default; go-plugin's hosts allow 2 GiB).
+async fn big_reply(p: Pairing) {
+    cell(
+        p,
+        ("big-reply", "serve", Ending::Graceful),
+        |r| r,
+        |_, o, e| {
+            e.eq(o, "reply_bytes", json!(6 << 20));
+            stopped_gracefully(o, e);
+        },
+    )
+    .await;
+}
+pairings!(big_reply: plain);
+
+/// Cancelling the token `exit_token` hands out does not make the plugin look gone: kill still
+/// asks it to shut down.
+async fn exit_token(p: Pairing) {
+    cell(
+        p,
+        ("exit-token", "serve", Ending::Graceful),
+        |r| r,
+        |_, o, e| {
+            e.eq(o, "exited_after_cancel", json!(false))
+                .eq(o, "ping", json!("ok"));
+            stopped_gracefully(o, e);
+        },
+    )
+    .await;
+}
+pairings!(exit_token: rust_host);
+
+/// Dropping a `Plugin` without kill stops the servers the host serves through its broker, ends
+/// their tasks and removes their sockets.
+async fn drop_brokered(p: Pairing) {
+    cell(
+        p,
+        ("drop-brokered", "serve", Ending::Killed),
+        |r| r,
+        |_, o, e| {
+            // The plugin's socket and two brokered ones.
+            e.eq(o, "host_sockets_serving", json!(3))
+                .eq(o, "host_sockets_left", json!(0))
+                .eq(o, "host_tasks_left", json!(0));
+        },
+    )
+    .await;
+}
+pairings!(drop_brokered: rust_host);
+
+/// A raw stderr sink that blocks does not block the host: calls go on meanwhile.
+mod blocked_stderr_sink {
+    use super::*;
+    async fn run(plugin: Lang) {
+        let p = Pairing {
+            host: Lang::Rust,
+            plugin,
+            grpc: GoGrpc::Pinned,
+            tls: Tls::Plain,
+            mux: false,
+        };
+        cell(
+            p,
+            ("blocked-stderr-sink", "serve", Ending::Graceful),
+            |r| r,
+            |_, o, e| {
+                e.eq(o, "sink_blocked", json!(true))
+                    .eq(o, "double_while_blocked", json!("ok"));
+                stopped_gracefully(o, e);
+            },
+        )
+        .await;
+    }
+    #[tokio::test]
+    async fn rust_go() {
+        run(Lang::Go).await;
+    }
+    #[tokio::test]
+    async fn rust_rust() {
+        run(Lang::Rust).await;
+    }
+}
+
+/// Plugins that do not stop when asked: go-plugin's budget (2 s from the Shutdown call, then
+/// SIGKILL) is kept, and when a wrapper such as `sh -c` stands between host and plugin, a
+/// plugwire host kills the plugin too (its process group); go-plugin kills only the wrapper,
+/// which the control cells show.
+mod stubborn {
+    use super::*;
+
+    /// A compound command, so the shell forks the plugin instead of becoming it.
+    const WRAPPED: &str = r#""$PLUGIN" "$MODE"; exit $?"#;
+    /// A wrapper that leaves a helper process behind.
+    const WITH_HELPER: &str = r#"sleep 300 & exec "$PLUGIN" "$MODE""#;
+
+    async fn run(
+        host: Lang,
+        plugin: &Path,
+        mode: &str,
+        shell: Option<&str>,
+        limit: Duration,
+    ) -> Outcome {
+        let f = fixtures();
+        let mut run = Run::host(&f.host(host, GoGrpc::Pinned), plugin, mode, "kill-timed");
+        run.timeout = limit;
+        if let Some(script) = shell {
+            run = run.env("FIXTURE_SHELL", script);
+        }
+        run.run().await
+    }
+
+    fn bare() -> std::path::PathBuf {
+        fixtures().go("bare-plugin")
+    }
+
+    fn kill_ms(o: &Outcome) -> u64 {
+        o.get("kill_ms").as_u64().unwrap_or(u64::MAX)
+    }
+
+    /// A Rust host: within the budget, SIGKILLed, nothing left running or on disk.
+    async fn rust_host(cell: &str, plugin: &Path, mode: &str, shell: Option<&str>) {
+        let o = run(Lang::Rust, plugin, mode, shell, Duration::from_secs(60)).await;
+        let mut e = Expect::default();
+        e.that(o.success(), || "the host fixture did not finish".into())
+            .eq(&o, "ping", json!("ok"))
+            .eq(&o, "graceful", json!(false))
+            .eq(&o, "exited", json!(true))
+            .that((1900..3000).contains(&kill_ms(&o)), || {
+                format!("kill took {} ms, the budget is 2 s", kill_ms(&o))
+            })
+            .that(!o.leaked, || "a process outlived its host".into())
+            .that(o.leftovers.is_empty(), || {
+                format!("files left behind: {:?}", o.leftovers)
+            });
+        verdict(cell, &o, e.result());
+    }
+
+    #[tokio::test]
+    async fn rust_host_hanging_shutdown() {
+        rust_host("rust-host/bare-plugin/hang", &bare(), "hang", None).await;
+    }
+
+    #[tokio::test]
+    async fn rust_host_no_controller() {
+        rust_host("rust-host/bare-plugin/none", &bare(), "none", None).await;
+    }
+
+    #[tokio::test]
+    async fn rust_host_wrapped_hanging_shutdown() {
+        rust_host(
+            "rust-host/bare-plugin/hang/wrapped",
+            &bare(),
+            "hang",
+            Some(WRAPPED),
+        )
+        .await;
+    }
+
+    /// go-plugin kills only the wrapper. The plugin behind it keeps running and holding the
+    /// wrapper's stdout and stderr, and go-plugin's `Kill` waits for those to close: it never
+    /// returns (the cell gives it 8 s).
+    #[tokio::test]
+    async fn go_host_wrapped_control() {
+        let o = run(
+            Lang::Go,
+            &bare(),
+            "none",
+            Some(WRAPPED),
+            Duration::from_secs(8),
+        )
+        .await;
+        go_hangs("go-host/bare-plugin/none/wrapped", &o);
+    }
+
+    fn go_hangs(cell: &str, o: &Outcome) {
+        let mut e = Expect::default();
+        e.that(o.status.is_none(), || {
+            "go-plugin's Kill was expected to hang".into()
+        })
+        .that(o.leaked, || {
+            "go-plugin was expected to leave a process running".into()
+        });
+        verdict(cell, o, e.result());
+    }
+
+    /// A graceful plugin whose wrapper left a helper behind: the helper goes too.
+    async fn with_helper(host: Lang, limit: Duration) -> Outcome {
+        let f = fixtures();
+        let plugin = f.plugin(Lang::Rust, GoGrpc::Pinned);
+        run(host, &plugin, "serve", Some(WITH_HELPER), limit).await
+    }
+
+    #[tokio::test]
+    async fn rust_host_wrapper_helper() {
+        let o = with_helper(Lang::Rust, Duration::from_secs(60)).await;
+        let mut e = Expect::default();
+        e.that(o.success(), || "the host fixture did not finish".into())
+            .eq(&o, "graceful", json!(true))
+            .that(!o.leaked, || {
+                "the wrapper's helper outlived the host".into()
+            });
+        verdict("rust-host/rust-plugin/wrapper-helper", &o, e.result());
+    }
+
+    /// The same for go-plugin: the helper keeps the wrapper's pipes open, and `Kill` waits.
+    #[tokio::test]
+    async fn go_host_wrapper_helper_control() {
+        let o = with_helper(Lang::Go, Duration::from_secs(8)).await;
+        go_hangs("go-host/rust-plugin/wrapper-helper", &o);
+    }
+}
+
+/// A host reattaches to a plugin started by hand but not in test mode (`Test: false`): kill asks
+/// it to shut down. A plugin that does not stop is left running, not SIGKILLed by pid (it is
+/// not the host's child), and a host without its pid stops watching it once dropped.
+mod reattach_owned {
+    use super::*;
+
+    async fn run(host: Lang, plugin: &Path, scenario: &str) -> (Outcome, DebugPlugin) {
+        let f = fixtures();
+        let debug = DebugPlugin::start(plugin).await;
+        let outcome = Run::host(
+            &f.host(host, GoGrpc::Pinned),
+            Path::new("unused"),
+            "serve",
+            scenario,
+        )
+        .env("FIXTURE_REATTACH", debug.reattach.clone())
+        .run()
+        .await;
+        (outcome, debug)
+    }
+
+    async fn stops(host: Lang, plugin: Lang) {
+        let f = fixtures();
+        let (o, mut debug) = run(host, &f.plugin(plugin, GoGrpc::Pinned), "reattach-owned").await;
+        let mut e = Expect::default();
+        e.that(o.success(), || "the host fixture did not finish".into())
+            .eq(&o, "ping", json!("ok"))
+            .eq(&o, "graceful", json!(true))
+            .eq(&o, "exited", json!(true))
+            .eq(&o, "pid_alive_after_kill", json!(false))
+            .that(debug.exited_within(Duration::from_secs(5)).await, || {
+                "the plugin kept running".into()
+            });
+        if host == Lang::Rust {
+            e.eq(&o, "host_errors", json!([]));
+        }
+        verdict(
+            &format!("{host}-host/{plugin}-plugin/reattach-owned"),
+            &o,
+            e.result(),
+        );
+    }
+
+    #[tokio::test]
+    async fn go_go() {
+        stops(Lang::Go, Lang::Go).await;
+    }
+    #[tokio::test]
+    async fn go_rust() {
+        stops(Lang::Go, Lang::Rust).await;
+    }
+    #[tokio::test]
+    async fn rust_go() {
+        stops(Lang::Rust, Lang::Go).await;
+    }
+    #[tokio::test]
+    async fn rust_rust() {
+        stops(Lang::Rust, Lang::Rust).await;
+    }
+
+    /// A reattached plugin that never stops is left running after the 2 s budget.
+    #[tokio::test]
+    async fn rust_host_stubborn_plugin() {
+        let (o, mut debug) = run(Lang::Rust, &fixtures().go("bare-plugin"), "reattach-owned").await;
+        let mut e = Expect::default();
+        let ms = o.get("kill_ms").as_u64().unwrap_or(u64::MAX);
+        e.that(o.success(), || "the host fixture did not finish".into())
+            .eq(&o, "graceful", json!(false))
+            .eq(&o, "pid_alive_after_kill", json!(true))
+            .eq(&o, "host_errors", json!([]))
+            .that((1900..3000).contains(&ms), || format!("kill took {ms} ms"))
+            .that(
+                !debug.exited_within(Duration::from_millis(200)).await,
+                || "the host killed a plugin it did not start".into(),
+            );
+        verdict("rust-host/bare-plugin/reattach-owned", &o, e.result());
+    }
+
+    /// Attached without a pid, twenty times, each dropped: nothing keeps running for them.
+    #[tokio::test]
+    async fn rust_host_without_pid() {
+        let f = fixtures();
+        let (o, mut debug) = run(
+            Lang::Rust,
+            &f.plugin(Lang::Rust, GoGrpc::Pinned),
+            "reattach-pid0",
+        )
+        .await;
+        let mut e = Expect::default();
+        e.that(o.success(), || "the host fixture did not finish".into())
+            .eq(&o, "tasks_left", json!(0))
+            .eq(&o, "graceful", json!(true))
+            .eq(&o, "exited", json!(true))
+            .that(debug.exited_within(Duration::from_secs(5)).await, || {
+                "the plugin kept running".into()
+            });
+        verdict("rust-host/rust-plugin/reattach-pid0", &o, e.result());
     }
 }

@@ -16,7 +16,7 @@ use plugwire_protocol::{MagicCookie, Protocol};
 
 use crate::log::RawSink;
 use crate::secure::SecureConfig;
-use crate::stdio::Sink;
+use crate::writer::Sink;
 
 /// go-plugin's default `StartTimeout`.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -43,6 +43,7 @@ pub struct PluginConfig {
     pub(crate) secure: Option<SecureConfig>,
     pub(crate) multiplex: bool,
     pub(crate) kill_with_host: bool,
+    pub(crate) own_process_group: bool,
     pub(crate) translator: Option<Arc<dyn AddressTranslator>>,
 }
 
@@ -96,6 +97,7 @@ impl PluginConfig {
                 secure: None,
                 multiplex: false,
                 kill_with_host: true,
+                own_process_group: true,
                 translator: None,
             },
         }
@@ -148,9 +150,11 @@ impl PluginConfigBuilder {
         self
     }
 
-    /// The protocols accepted from the plugin. plugwire speaks gRPC only, so this can only
-    /// narrow the default `[Grpc]` (go-plugin's default is netrpc only; Go hosts that load gRPC
-    /// plugins list `grpc` explicitly).
+    /// The protocols accepted in the plugin's handshake line (go-plugin's `AllowedProtocols`;
+    /// default `[Grpc]`, where go-plugin's is netrpc only). A plugin that answers with a protocol
+    /// not in the list is refused with go-plugin's "unsupported plugin protocol" error. plugwire
+    /// speaks gRPC only so far: the list must contain [`Protocol::Grpc`], and a plugin answering
+    /// netrpc is refused with an error that says so even when netrpc is allowed.
     pub fn allowed_protocols(mut self, protocols: impl IntoIterator<Item = Protocol>) -> Self {
         self.config.allowed_protocols = protocols.into_iter().collect();
         self
@@ -191,7 +195,8 @@ impl PluginConfigBuilder {
     }
 
     /// Copies the plugin's raw stderr, byte-exact, to `sink` (go-plugin's `Stderr`), besides
-    /// logging it. The sink is written from the runtime, so it should not block for long.
+    /// logging it. Written from a dedicated thread, so the writer may block; a slow one slows
+    /// the plugin, nothing is dropped.
     pub fn stderr(mut self, sink: impl std::io::Write + Send + 'static) -> Self {
         self.config.stderr = Some(Box::new(sink));
         self
@@ -235,6 +240,23 @@ impl PluginConfigBuilder {
     /// themselves when their host is gone.
     pub fn kill_with_host(mut self, enabled: bool) -> Self {
         self.config.kill_with_host = enabled;
+        self
+    }
+
+    /// Whether the plugin runs in a process group of its own (default: yes), so that stopping it
+    /// stops everything it stands for: when it is started through a wrapper (`sh -c "$PLUGIN"`,
+    /// as go-plugin's examples do, or a script) that does not `exec` it, [`Plugin::kill`] and
+    /// dropping the [`Plugin`] kill the whole group, and when it exits, what it left running in
+    /// the group is killed too. go-plugin kills only the process it started.
+    ///
+    /// In its own group the plugin does not receive the terminal's Ctrl-C (Go plugins ignore it
+    /// anyway), and a plugin that reads a terminal on stdin is stopped by `SIGTTIN`: turn this
+    /// off for such a plugin.
+    ///
+    /// [`Plugin::kill`]: crate::Plugin::kill
+    /// [`Plugin`]: crate::Plugin
+    pub fn own_process_group(mut self, enabled: bool) -> Self {
+        self.config.own_process_group = enabled;
         self
     }
 

@@ -30,9 +30,14 @@ pub enum ErrorKind {
     NotFound,
 }
 
-/// An error from launching, talking to or stopping a plugin. The text says what happened and,
-/// where possible, what to do about it; the underlying cause is its [`source`], so print the
-/// whole chain (e.g. `anyhow`'s `{:#}`) to see everything.
+/// An error from launching, talking to or stopping a plugin. Its text says what happened, why
+/// (the underlying causes, joined by `: ` as Go's errors read) and, where possible, what to do
+/// about it, e.g. `the plugin's handshake was refused: incompatible API version with plugin.
+/// Plugin version: 2, Client versions: [1]`.
+///
+/// Because the text already holds the causes, [`source`] is `None`: an error reporter (such as
+/// `anyhow`'s `{:#}`) shows each cause once. The cause itself is [`Error::cause`], and the
+/// typed ones [`Error::handshake`] and [`Error::status`].
 ///
 /// [`source`]: std::error::Error::source
 pub struct Error {
@@ -101,16 +106,22 @@ impl Error {
         self.kind == ErrorKind::Exited
     }
 
-    /// This error and its causes, joined by `: `, without repeating a cause the chain already
-    /// shows.
-    pub fn chain(&self) -> String {
-        plugwire_protocol::error_chain(self)
+    /// The underlying error, if any (its text is part of this error's).
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.source.as_deref()
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            let causes = plugwire_protocol::error_chain(source.as_ref());
+            if !causes.is_empty() && !self.message.contains(&causes) {
+                write!(f, ": {causes}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -125,10 +136,30 @@ impl fmt::Debug for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|s| s as &(dyn std::error::Error + 'static))
+/// `source()` is `None`: the causes are in the text (see [`Error`]).
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_shows_each_cause_once() {
+        let io = std::io::Error::other("connection refused");
+        let error = Error::with_source(ErrorKind::Connect, "could not connect to the plugin", io);
+        assert_eq!(
+            error.to_string(),
+            "could not connect to the plugin: connection refused"
+        );
+        assert!(std::error::Error::source(&error).is_none());
+        // What an error reporter such as anyhow's `{:#}` prints: the same, once.
+        let reported = plugwire_protocol::error_chain(&error);
+        assert_eq!(reported, error.to_string());
+        assert_eq!(
+            error.cause().map(ToString::to_string).as_deref(),
+            Some("connection refused")
+        );
+        let plain = Error::new(ErrorKind::Config, "no plugin versions configured");
+        assert_eq!(plain.to_string(), "no plugin versions configured");
     }
 }

@@ -232,16 +232,18 @@ impl Tail {
     }
 }
 
-/// Where raw stderr bytes are copied, byte-exact (go-plugin's `ClientConfig.Stderr`).
-pub type RawSink = Box<dyn std::io::Write + Send>;
+/// Where raw stderr bytes are copied, byte-exact (go-plugin's `ClientConfig.Stderr`), from a
+/// thread of its own.
+pub type RawSink = crate::writer::Sink;
 
 /// Reads stderr until EOF, logging every line and keeping the tail.
 pub(crate) async fn bridge(
     stderr: impl AsyncRead + Unpin,
     plugin: String,
     tail: Tail,
-    mut raw: Option<RawSink>,
+    raw: Option<RawSink>,
 ) {
+    let raw = crate::writer::SinkWriter::start("plugwire-stderr", &plugin, vec![raw]);
     let mut parser = LogParser::new();
     let mut lines = BoundedLines::new(
         tokio::io::BufReader::with_capacity(LOG_LINE_MAX, stderr),
@@ -256,18 +258,12 @@ pub(crate) async fn bridge(
                 break;
             }
         };
-        if let Some(sink) = raw.as_mut() {
-            let written = sink.write_all(&segment.data).and_then(|()| {
-                if segment.end_of_line {
-                    sink.write_all(b"\n")
-                } else {
-                    Ok(())
-                }
-            });
-            if let Err(e) = written {
-                tracing::warn!(error = %e, "the stderr sink failed; raw stderr is no longer copied");
-                raw = None;
+        if let Some(raw) = &raw {
+            let mut bytes = segment.data.clone();
+            if segment.end_of_line {
+                bytes.push(b'\n');
             }
+            raw.write(0, bytes).await;
         }
         let entry = if segment.fragment {
             parser.fragment(&segment.data)
@@ -277,8 +273,8 @@ pub(crate) async fn bridge(
         };
         emit(&plugin, &entry);
     }
-    if let Some(sink) = raw.as_mut() {
-        let _ = sink.flush();
+    if let Some(raw) = raw {
+        raw.finish().await;
     }
 }
 

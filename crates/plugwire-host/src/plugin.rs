@@ -15,30 +15,36 @@ use plugwire_protocol::pb::grpc_broker_client::GrpcBrokerClient;
 use plugwire_protocol::pb::grpc_controller_client::GrpcControllerClient;
 use plugwire_protocol::reattach::ReattachConfig;
 use plugwire_protocol::tls::{Identity, PinnedPeer, TlsConfigs};
-use plugwire_protocol::transport::{self, Address};
+use plugwire_protocol::transport::{self, Address, MAX_MESSAGE_SIZE};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::{Mutex, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
+use crate::client::GrpcClient;
 use crate::config::PluginConfig;
 use crate::error::{Error, ErrorKind};
 use crate::lines::BoundedLines;
 use crate::log::{self, Tail};
-use crate::process::{self, Process};
+use crate::process::{self, Process, SpawnOptions};
 
-/// How long a plugin has to exit after `GRPCController/Shutdown` before it is killed (go-plugin).
+/// How long [`Plugin::kill`] gives a plugin, from the `GRPCController/Shutdown` call to its exit,
+/// before it is killed (go-plugin's 2 s).
 pub const GRACEFUL_EXIT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often a reattached plugin whose pid is unknown is checked for being gone.
+const NO_PID_POLL: Duration = Duration::from_secs(1);
 
 /// How long to wait for the plugin's stderr to be fully read once it has exited.
 const STDERR_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How `kill` ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct KillReport {
-    /// True when the plugin exited on its own after `Shutdown`; false when it was SIGKILLed (or
-    /// had already exited).
+    /// True when the plugin exited on its own after `Shutdown`; false when it was SIGKILLed, had
+    /// already exited, or (reattached) was left running.
     pub graceful: bool,
     /// The exit status, when the process was reaped.
     pub status: Option<ExitStatus>,
@@ -52,6 +58,7 @@ pub struct KillReport {
 pub struct Plugin {
     name: String,
     version: u32,
+    protocol: Protocol,
     plugins: BTreeSet<String>,
     address: Address,
     channel: Channel,
@@ -101,7 +108,12 @@ impl Plugin {
         );
         let mut socket_dirs = vec![std::env::temp_dir()];
         socket_dirs.extend(config.unix_socket_dir.clone());
-        let spawned = Process::spawn(command, socket_dirs, config.kill_with_host).await;
+        let options = SpawnOptions {
+            socket_dirs,
+            kill_with_host: config.kill_with_host,
+            own_group: config.own_process_group,
+        };
+        let spawned = Process::spawn(command, options).await;
         let (process, stdout, stderr) = spawned.map_err(|e| {
             Error::with_source(
                 ErrorKind::Spawn,
@@ -142,9 +154,9 @@ impl Plugin {
         self.version
     }
 
-    /// The protocol spoken (always gRPC for plugwire).
+    /// The protocol the plugin answered with (go-plugin's `Protocol()`).
     pub fn protocol(&self) -> Protocol {
-        Protocol::Grpc
+        self.protocol
     }
 
     /// Where the plugin listens.
@@ -162,7 +174,7 @@ impl Plugin {
     pub fn reattach_config(&self) -> ReattachConfig {
         self.reattached.clone().unwrap_or_else(|| {
             ReattachConfig::new(
-                Protocol::Grpc,
+                self.protocol,
                 self.version,
                 &self.address,
                 self.pid().unwrap_or(0),
@@ -184,7 +196,18 @@ impl Plugin {
     /// A typed client for plugin `name` of the negotiated version, made by `make` from the
     /// channel (go-plugin's `Dispense`), e.g. `plugin.dispense("kv", KvClient::new)`. Nothing goes
     /// on the wire: gRPC plugin names are checked locally, as in go-plugin.
-    pub fn dispense<T>(&self, name: &str, make: impl FnOnce(Channel) -> T) -> Result<T, Error> {
+    ///
+    /// The client gets go-plugin's message limits, [`MAX_MESSAGE_SIZE`] each way (tonic's own
+    /// default refuses replies over 4 MiB); set others on the client it returns. Generated
+    /// clients take part through [`GrpcClient`], implemented with [`grpc_client!`].
+    ///
+    /// [`MAX_MESSAGE_SIZE`]: crate::MAX_MESSAGE_SIZE
+    /// [`grpc_client!`]: crate::grpc_client
+    pub fn dispense<T: GrpcClient>(
+        &self,
+        name: &str,
+        make: impl FnOnce(Channel) -> T,
+    ) -> Result<T, Error> {
         if !self.plugins.contains(name) {
             return Err(Error::new(
                 ErrorKind::UnknownPlugin,
@@ -194,7 +217,7 @@ impl Plugin {
                 ),
             ));
         }
-        Ok(make(self.channel.clone()))
+        Ok(make(self.channel.clone()).message_limits(MAX_MESSAGE_SIZE, MAX_MESSAGE_SIZE))
     }
 
     /// Checks the plugin answers: a health check of service `plugin`. Only a failed call counts as
@@ -221,9 +244,9 @@ impl Plugin {
     }
 
     /// A token cancelled when the process exits (go-plugin's `doneCtx`): give it to work that
-    /// should stop with the plugin.
+    /// should stop with the plugin. Cancelling it yourself only cancels that work.
     pub fn exit_token(&self) -> CancellationToken {
-        self.process.exited().clone()
+        self.process.exited().child_token()
     }
 
     /// Waits until the process exits, and returns its status.
@@ -232,10 +255,15 @@ impl Plugin {
         self.process.status()
     }
 
-    /// Stops the plugin (go-plugin's `Kill`): asks it to shut down (`GRPCController/Shutdown`),
-    /// waits up to 2 s for it to exit, else SIGKILLs it; then waits for its remaining stderr and
+    /// Stops the plugin (go-plugin's `Kill`): asks it to shut down (`GRPCController/Shutdown`)
+    /// and gives it [`GRACEFUL_EXIT_TIMEOUT`] (2 s, from the call) to exit, else SIGKILLs it
+    /// with everything else in its process group; then waits for its remaining output and
     /// removes a socket file it left behind. Safe to call several times; later calls return the
     /// first result.
+    ///
+    /// A reattached plugin is asked to shut down the same way but never signalled: it is not
+    /// this host's child (and its pid may by now be another process's). One in test mode
+    /// (`Test: true`) is left alone entirely, as go-plugin does.
     pub async fn kill(&self) -> KillReport {
         let mut killed = self.killed.lock().await;
         if let Some(report) = *killed {
@@ -254,19 +282,23 @@ impl Plugin {
         self.broker.close();
         let mut graceful = false;
         if !self.exited() {
+            let deadline = tokio::time::Instant::now() + GRACEFUL_EXIT_TIMEOUT;
             let mut controller = GrpcControllerClient::new(self.channel.clone());
             // The plugin may stop serving before answering (Go plugins do): the result is
             // irrelevant, only the exit counts.
-            let _ =
-                tokio::time::timeout(GRACEFUL_EXIT_TIMEOUT, controller.shutdown(Empty {})).await;
-            graceful = self
-                .process
-                .wait_timeout(GRACEFUL_EXIT_TIMEOUT)
-                .await
-                .is_some();
-            if !graceful {
-                tracing::warn!(plugin = %self.name, "plugin failed to exit gracefully");
-                self.process.kill().await;
+            let _ = tokio::time::timeout_at(deadline, controller.shutdown(Empty {})).await;
+            graceful = self.exited_by(deadline).await;
+            match (graceful, self.process.launched()) {
+                (true, _) => {}
+                (false, true) => {
+                    tracing::warn!(plugin = %self.name, "plugin failed to exit gracefully");
+                    self.process.kill().await;
+                }
+                (false, false) => tracing::warn!(
+                    plugin = %self.name,
+                    "the reattached plugin did not exit after Shutdown; this host did not start \
+                     it, so it is left running"
+                ),
             }
         }
         // The forwarded output ends with the connection: take all of it.
@@ -284,10 +316,43 @@ impl Plugin {
         *killed = Some(report);
         report
     }
+
+    /// Whether the process has exited by `deadline`. A reattached plugin without a pid has
+    /// exited once it no longer answers.
+    async fn exited_by(&self, deadline: tokio::time::Instant) -> bool {
+        if self.process.launched() || self.process.pid().is_some() {
+            self.process.wait_until(deadline).await;
+            return self.exited();
+        }
+        loop {
+            if gone(&self.channel).await {
+                self.process.mark_exited();
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Whether the plugin behind `channel` is gone: a health check cannot reach it.
+async fn gone(channel: &Channel) -> bool {
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let check = health.check(tonic_health::pb::HealthCheckRequest {
+        service: "plugin".into(),
+    });
+    match tokio::time::timeout(Duration::from_secs(1), check).await {
+        Ok(Err(status)) => status.code() == tonic::Code::Unavailable,
+        Ok(Ok(_)) | Err(_) => false,
+    }
 }
 
 impl Drop for Plugin {
     fn drop(&mut self) {
+        // Brokered servers the host serves stop and remove their sockets.
+        self.broker.close();
         for task in &self.background {
             task.abort();
         }
@@ -386,6 +451,9 @@ impl Started {
             }
         };
         tracing::debug!(plugin = %self.name, version = line.app_version, "using plugin");
+        if line.protocol == Protocol::NetRpc {
+            return Err(self.fail(netrpc_unsupported(ErrorKind::Handshake)).await);
+        }
 
         let tls = match (identity, &config.tls) {
             (Some(identity), _) => match auto_mtls(&identity, &line) {
@@ -438,6 +506,7 @@ impl Started {
         assemble(Assembly {
             name: std::mem::take(&mut self.name),
             version: line.app_version,
+            protocol: line.protocol,
             plugins,
             address,
             channel,
@@ -502,6 +571,7 @@ impl Started {
 struct Assembly {
     name: String,
     version: u32,
+    protocol: Protocol,
     plugins: BTreeSet<String>,
     address: Address,
     channel: Channel,
@@ -525,13 +595,20 @@ fn assemble(mut parts: Assembly) -> Plugin {
         sinks,
         move || closing.is_closed(),
     ));
-    let background = vec![tokio::spawn(run_broker_stream(
+    let mut background = vec![tokio::spawn(run_broker_stream(
         parts.channel.clone(),
         parts.broker.clone(),
     ))];
+    if !parts.process.launched() && parts.process.pid().is_none() {
+        background.push(tokio::spawn(watch_without_pid(
+            parts.channel.clone(),
+            parts.process.clone(),
+        )));
+    }
     Plugin {
         name: parts.name,
         version: parts.version,
+        protocol: parts.protocol,
         plugins: parts.plugins,
         address: parts.address,
         channel: parts.channel,
@@ -561,12 +638,7 @@ async fn attach(mut config: PluginConfig, reattach: ReattachConfig) -> Result<Pl
     }
     match reattach.protocol() {
         Ok(Protocol::Grpc) => {}
-        Ok(other) => {
-            return Err(config_error(&format!(
-                "unsupported plugin protocol {:?}: plugwire reattaches to gRPC plugins only",
-                other.as_str()
-            )));
-        }
+        Ok(_netrpc) => return Err(netrpc_unsupported(ErrorKind::Config)),
         Err(e) => {
             return Err(Error::with_source(
                 ErrorKind::Config,
@@ -624,6 +696,7 @@ async fn attach(mut config: PluginConfig, reattach: ReattachConfig) -> Result<Pl
     Ok(assemble(Assembly {
         name: std::mem::take(&mut config.name),
         version: reattach.protocol_version,
+        protocol: Protocol::Grpc,
         plugins,
         address,
         channel,
@@ -633,6 +706,30 @@ async fn attach(mut config: PluginConfig, reattach: ReattachConfig) -> Result<Pl
         config,
         reattached: Some(reattach),
     }))
+}
+
+/// A reattached plugin without a pid is gone when it no longer answers (go-plugin cannot tell
+/// at all); checked every [`NO_PID_POLL`] for as long as the `Plugin` lives.
+async fn watch_without_pid(channel: Channel, process: Arc<Process>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(NO_PID_POLL) => {}
+            () = process.exited().cancelled() => return,
+        }
+        if gone(&channel).await {
+            process.mark_exited();
+            return;
+        }
+    }
+}
+
+/// The error for a plugin that answers (or is configured) with go-plugin's net/rpc protocol.
+fn netrpc_unsupported(kind: ErrorKind) -> Error {
+    Error::new(
+        kind,
+        "the plugin speaks netrpc (go-plugin's net/rpc protocol), which plugwire does not speak \
+         yet: only gRPC plugins can be loaded; rebuild the plugin for gRPC if it supports both",
+    )
 }
 
 /// AutoMTLS, host side: trust exactly the certificate the plugin sent in its handshake line.
@@ -832,7 +929,12 @@ async fn finish(
     stderr_task: &mut Option<JoinHandle<()>>,
     background: &[JoinHandle<()>],
 ) -> KillReport {
-    let status = process.wait_timeout(process::REAP_TIMEOUT).await;
+    // A process this host did not start is not waited for: it may well keep running.
+    let status = if process.launched() {
+        process.wait_timeout(process::REAP_TIMEOUT).await
+    } else {
+        None
+    };
     for task in background {
         task.abort();
     }
@@ -840,6 +942,11 @@ async fn finish(
         tracing::warn!(plugin = %name, "plugin stderr still open after exit (a child process holds it?): stopped reading");
     }
     match status {
+        _ if !process.launched() => {
+            if process.exited().is_cancelled() {
+                tracing::debug!(plugin = %name, pid = ?process.pid(), "plugin exited");
+            }
+        }
         Some(status) if status.success() => {
             tracing::info!(plugin = %name, pid = ?process.pid(), "plugin process exited")
         }
@@ -971,6 +1078,7 @@ mod tests {
             .await
             .expect_err("empty protocol means netrpc");
         assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(err.to_string().contains("speaks netrpc"), "{err}");
     }
 
     #[test]

@@ -21,29 +21,40 @@ pub(crate) struct Process {
     exited: CancellationToken,
     kill: CancellationToken,
     sockets: Sockets,
-    /// Dropping the owner kills a launched process (not a reattached one).
-    _kill_on_drop: Option<DropGuard>,
+    /// Whether this host started the process (else it was attached to, and is never signalled).
+    launched: bool,
+    /// Dropping the owner kills a launched process; for an attached one, stops watching it.
+    _on_drop: DropGuard,
+}
+
+/// How to start the plugin process.
+pub(crate) struct SpawnOptions {
+    /// Directories where a socket the plugin leaves behind may be removed.
+    pub(crate) socket_dirs: Vec<PathBuf>,
+    /// Ask the OS to kill the plugin if this process dies (Linux `PR_SET_PDEATHSIG`).
+    pub(crate) kill_with_host: bool,
+    /// Start the plugin in a process group of its own, killed as a whole.
+    pub(crate) own_group: bool,
 }
 
 impl Process {
     /// Spawns `command` (stdin inherited, stdout and stderr piped) and starts watching it. Once
-    /// it has exited, the sockets it left behind (see [`Process::add_socket`]) in one of
-    /// `socket_dirs` is removed. With `kill_with_host`, the OS kills the child if this process
-    /// dies without stopping it (Linux `PR_SET_PDEATHSIG`).
+    /// it has exited, the sockets it left behind (see [`Process::add_socket`]) in one of the
+    /// socket directories are removed and, with its own process group, whatever it left running
+    /// in that group is killed.
     pub(crate) async fn spawn(
         mut command: tokio::process::Command,
-        socket_dirs: Vec<PathBuf>,
-        kill_with_host: bool,
+        options: SpawnOptions,
     ) -> std::io::Result<(Process, ChildStdout, ChildStderr)> {
         command
             .stdin(std::process::Stdio::inherit())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
-        if kill_with_host {
-            die_with_parent(&mut command);
+        if options.own_group {
+            command.process_group(0);
         }
-        let mut child = spawner::spawn(command).await?;
+        let mut child = spawn_child(command, options.kill_with_host).await?;
         let (stdout, stderr) = match (child.stdout.take(), child.stderr.take()) {
             (Some(out), Some(err)) => (out, err),
             _ => {
@@ -54,16 +65,18 @@ impl Process {
             }
         };
         let pid = child.id();
+        let group = pid.filter(|_| options.own_group).map(pid_of);
         let (status_tx, status) = watch::channel(None);
         let exited = CancellationToken::new();
         let kill = CancellationToken::new();
         let sockets = Sockets::default();
         tokio::spawn(watch_child(
             child,
+            group,
             status_tx,
             Cleanup {
                 sockets: sockets.clone(),
-                dirs: socket_dirs,
+                dirs: options.socket_dirs,
             },
             exited.clone(),
             kill.clone(),
@@ -74,7 +87,8 @@ impl Process {
                 status,
                 exited,
                 sockets,
-                _kill_on_drop: Some(kill.clone().drop_guard()),
+                launched: true,
+                _on_drop: kill.clone().drop_guard(),
                 kill,
             },
             stdout,
@@ -82,33 +96,46 @@ impl Process {
         ))
     }
 
-    /// Watches a process this host did not start (reattach): its exit is noticed by polling, as
-    /// go-plugin does for non-children; no exit status is known; dropping does not kill it.
+    /// Watches a process this host did not start (reattach). Its exit is noticed by polling its
+    /// pid, as go-plugin does for non-children (pid 0: not at all; see
+    /// [`Process::mark_exited`]); no exit status is known; it is never signalled, and dropping
+    /// the `Process` only stops the watching.
     pub(crate) fn attach(pid: u32) -> Process {
         let (_status_tx, status) = watch::channel(None);
         let exited = CancellationToken::new();
-        let kill = CancellationToken::new();
-        let (watch_exited, watch_kill) = (exited.clone(), kill.clone());
-        tokio::spawn(async move {
-            while pid == 0 || is_alive(pid) {
-                tokio::select! {
-                    () = tokio::time::sleep(ATTACHED_POLL) => {}
-                    () = watch_kill.cancelled(), if pid != 0 => {
-                        let _ = nix::sys::signal::kill(pid_of(pid), nix::sys::signal::Signal::SIGKILL);
-                        // Keep polling until it is gone.
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+        let stop_watching = CancellationToken::new();
+        if pid != 0 {
+            let (exited, stop) = (exited.clone(), stop_watching.clone());
+            tokio::spawn(async move {
+                while is_alive(pid) {
+                    tokio::select! {
+                        () = tokio::time::sleep(ATTACHED_POLL) => {}
+                        () = stop.cancelled() => return,
                     }
                 }
-            }
-            watch_exited.cancel();
-        });
+                exited.cancel();
+            });
+        }
         Process {
             pid: Some(pid).filter(|p| *p != 0),
             status,
             exited,
-            kill,
+            kill: CancellationToken::new(),
             sockets: Sockets::default(),
-            _kill_on_drop: None,
+            launched: false,
+            _on_drop: stop_watching.drop_guard(),
+        }
+    }
+
+    /// Whether this host started the process.
+    pub(crate) fn launched(&self) -> bool {
+        self.launched
+    }
+
+    /// Records that an attached process without a known pid is gone (its connection is).
+    pub(crate) fn mark_exited(&self) {
+        if !self.launched {
+            self.exited.cancel();
         }
     }
 
@@ -145,8 +172,18 @@ impl Process {
         self.status()
     }
 
-    /// Sends SIGKILL (once) and waits for the reap, at most [`REAP_TIMEOUT`].
+    /// Waits for the exit until `deadline`.
+    pub(crate) async fn wait_until(&self, deadline: tokio::time::Instant) -> Option<ExitStatus> {
+        let _ = tokio::time::timeout_at(deadline, self.exited.cancelled()).await;
+        self.status()
+    }
+
+    /// Sends SIGKILL (once; to its whole process group when it has one) and waits for the reap,
+    /// at most [`REAP_TIMEOUT`]. Does nothing to a process this host did not start.
     pub(crate) async fn kill(&self) -> Option<ExitStatus> {
+        if !self.launched {
+            return None;
+        }
         self.kill.cancel();
         self.wait_timeout(REAP_TIMEOUT).await
     }
@@ -189,6 +226,7 @@ impl Sockets {
 
 async fn watch_child(
     mut child: Child,
+    group: Option<nix::unistd::Pid>,
     status_tx: watch::Sender<Option<ExitStatus>>,
     cleanup: Cleanup,
     exited: CancellationToken,
@@ -197,10 +235,21 @@ async fn watch_child(
     let status = tokio::select! {
         status = child.wait() => status,
         () = kill.cancelled() => {
-            let _ = child.start_kill();
+            match group {
+                Some(group) => kill_group(group),
+                None => {
+                    let _ = child.start_kill();
+                }
+            }
             child.wait().await
         }
     };
+    // What the plugin left running in its group (a wrapper's child, a helper) goes with it. The
+    // group id cannot have been reused yet: members keep it alive, and the leader was reaped
+    // just now.
+    if let Some(group) = group {
+        kill_group(group);
+    }
     match status {
         Ok(status) => {
             let _ = status_tx.send(Some(status));
@@ -239,10 +288,34 @@ fn remove_stale_socket(path: &Path, dirs: &[PathBuf]) {
     }
 }
 
+/// Spawns the child; with `kill_with_host`, so that it dies with this process.
+#[cfg(target_os = "linux")]
+async fn spawn_child(
+    mut command: tokio::process::Command,
+    kill_with_host: bool,
+) -> std::io::Result<Child> {
+    if kill_with_host && !crate::portable::forced() {
+        die_with_parent(&mut command);
+        return spawner::spawn(command).await;
+    }
+    command.spawn()
+}
+
+/// Spawns the child. Outside Linux there is no `PR_SET_PDEATHSIG`: a plugin outlives a host
+/// that is killed without stopping it (Rust plugins notice their host is gone and exit).
+#[cfg(not(target_os = "linux"))]
+async fn spawn_child(
+    mut command: tokio::process::Command,
+    _kill_with_host: bool,
+) -> std::io::Result<Child> {
+    command.spawn()
+}
+
 /// Makes the child receive SIGKILL when this process dies (Linux `PR_SET_PDEATHSIG`), so a
 /// host killed with SIGKILL or crashing leaves no plugin behind. It reaches the direct child
 /// only: a plugin started through `sh -c` outlives a killed host (Rust plugins notice their host
 /// is gone and exit by themselves).
+#[cfg(target_os = "linux")]
 fn die_with_parent(command: &mut tokio::process::Command) {
     let parent = nix::unistd::getpid();
     let hook = move || -> std::io::Result<()> {
@@ -266,6 +339,7 @@ fn die_with_parent(command: &mut tokio::process::Command) {
 /// Children are forked from one thread that lives as long as the process: `PR_SET_PDEATHSIG`
 /// fires when the *thread* that forked the child exits, and runtime threads (a blocking pool's
 /// in particular) come and go.
+#[cfg(target_os = "linux")]
 mod spawner {
     use std::sync::OnceLock;
     use std::sync::mpsc;
@@ -309,6 +383,14 @@ mod spawner {
     }
 }
 
+/// SIGKILLs every process of a group (none left is fine).
+fn kill_group(group: nix::unistd::Pid) {
+    match nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+        Err(e) => tracing::debug!(error = %e, "could not kill the plugin's process group"),
+    }
+}
+
 /// How often a reattached process is checked for exit (go-plugin polls every second).
 const ATTACHED_POLL: Duration = Duration::from_millis(200);
 
@@ -326,8 +408,13 @@ pub(crate) fn is_alive(pid: u32) -> bool {
     exists && !is_zombie(pid)
 }
 
-/// Linux: `/proc/<pid>/stat` says `Z` after the command name.
+/// Linux: `/proc/<pid>/stat` says `Z` after the command name. Elsewhere a zombie counts as
+/// alive until its parent reaps it.
+#[cfg(target_os = "linux")]
 fn is_zombie(pid: u32) -> bool {
+    if crate::portable::forced() {
+        return false;
+    }
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| {
@@ -338,6 +425,11 @@ fn is_zombie(pid: u32) -> bool {
                 .map(|state| state == "Z")
         })
         .unwrap_or(false)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn is_zombie(_pid: u32) -> bool {
+    false
 }
 
 /// Describes an exit status the way a user wants to read it.

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use plugwire_examples::pb::kv::kv_client::KvClient;
 use plugwire_examples::pb::kv::{GetRequest, PutRequest};
-use plugwire_host::{MAX_MESSAGE_SIZE, Plugin, PluginConfig};
+use plugwire_host::{Plugin, PluginConfig};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -51,9 +51,7 @@ async fn run(mut args: &[String]) -> anyhow::Result<()> {
 }
 
 async fn call(plugin: &Plugin, args: &[String]) -> anyhow::Result<()> {
-    let mut kv = plugin.dispense("kv_grpc", |channel| {
-        KvClient::new(channel).max_decoding_message_size(MAX_MESSAGE_SIZE)
-    })?;
+    let mut kv = plugin.dispense("kv_grpc", KvClient::new)?;
     match args {
         [op, key] if op == "get" => {
             let value = kv

@@ -31,6 +31,7 @@ import (
 	"google.golang.org/grpc"
 	reflectionV1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	reflectionV1Alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/plugwire/plugwire/go-fixtures/internal/fixture"
 )
@@ -160,7 +161,7 @@ func launch(o options) *host {
 	config := &plugin.ClientConfig{
 		HandshakeConfig:  o.cookie,
 		VersionedPlugins: versioned,
-		Cmd:              exec.Command(o.plugin, o.mode),
+		Cmd:              pluginCommand(o),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           logger(o, logs),
 		Stderr:           stderr,
@@ -182,6 +183,17 @@ func launch(o options) *host {
 		config.TLSConfig = tlsConfig
 	}
 	return &host{client: plugin.NewClient(config), logs: logs, stderr: stderr}
+}
+
+// pluginCommand is `<plugin> <mode>`, or, with FIXTURE_SHELL, that script run by `sh -c` with
+// $PLUGIN and $MODE set (a wrapper, as go-plugin's example hosts use).
+func pluginCommand(o options) *exec.Cmd {
+	if script := os.Getenv("FIXTURE_SHELL"); script != "" {
+		cmd := exec.Command("sh", "-c", script)
+		cmd.Env = append(os.Environ(), "PLUGIN="+o.plugin, "MODE="+o.mode)
+		return cmd
+	}
+	return exec.Command(o.plugin, o.mode)
 }
 
 // logger is go-plugin's default host logger (trace, to stderr) that also keeps the lines; in
@@ -479,6 +491,140 @@ func main() {
 		report("elapsed_ms", time.Since(start).Milliseconds())
 		h.kill()
 
+	case "stdio-large":
+		// A handler writes more than a pipe holds: every byte arrives, nothing hangs.
+		n := int64(envInt("FIXTURE_STDIO_BYTES", 256<<10))
+		o.stdout, o.stderr = newCollector(), newCollector()
+		h := launch(o)
+		c, ok := h.dispense()
+		if !ok {
+			os.Exit(1)
+		}
+		pattern := make([]byte, n)
+		for i := range pattern {
+			pattern[i] = byte(int64(i) % 251)
+		}
+		callCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		_, err := c.Test.PrintStdio(callCtx, &grpctest.PrintStdioRequest{Stdout: pattern, Stderr: pattern})
+		cancel()
+		report("call", errText(err))
+		report("stdout_bytes", o.stdout.waitFor(n, 20*time.Second))
+		report("stderr_bytes", o.stderr.waitFor(n, 20*time.Second))
+		report("stdout_intact", o.stdout.isIntact())
+		report("stderr_intact", o.stderr.isIntact())
+		h.kill()
+
+	case "panic-once":
+		// A handler panics and the plugin lives on (a Rust plugin): the trace reaches the
+		// host's log once, and none of it arrives as forwarded stderr.
+		o.stdout, o.stderr = newCollector(), newCollector()
+		h := launch(o)
+		c, ok := h.dispense()
+		if !ok {
+			os.Exit(1)
+		}
+		_, err := c.Test.Panic(ctx, &grpctest.PanicRequest{Message: "fixture crash"})
+		report("panic_call", errText(err))
+		marker := "after the panic\n"
+		callCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		_, err = c.Test.PrintStdio(callCtx, &grpctest.PrintStdioRequest{Stderr: []byte(marker)})
+		cancel()
+		report("marker_call", errText(err))
+		o.stderr.waitFor(int64(len(marker)), 10*time.Second)
+		h.kill()
+		report("forwarded_stderr", o.stderr.text())
+		report("panic_lines", len(h.logLines(func(l string) bool { return strings.Contains(l, "panic: fixture crash") })))
+
+	case "dial-twice":
+		// Two dials of the plugin's first broker id before the plugin serves it (50 ms later).
+		h := launch(o)
+		c, ok := h.dispense()
+		if !ok {
+			os.Exit(1)
+		}
+		type dialed struct {
+			outcome string
+			ms      int64
+		}
+		results := make([]chan dialed, 2)
+		for i := range results {
+			results[i] = make(chan dialed, 1)
+			go func(out chan dialed) {
+				start := time.Now()
+				conn, err := c.Broker.Dial(1)
+				outcome := errText(err)
+				if err == nil {
+					pong, err := grpctest.NewPingPongClient(conn).Ping(ctx, &grpctest.PingRequest{})
+					if err != nil {
+						outcome = errText(err)
+					} else {
+						outcome = pong.Msg
+					}
+					_ = conn.Close()
+				}
+				out <- dialed{outcome, time.Since(start).Milliseconds()}
+			}(results[i])
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond)
+		id := c.Broker.NextId()
+		go c.Broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
+			srv := grpc.NewServer(opts...)
+			grpctest.RegisterPingPongServer(srv, fixture.PingPong{})
+			return srv
+		})
+		resp, err := c.Test.Bidirectional(ctx, &grpctest.BidirectionalRequest{Id: id})
+		if err != nil {
+			fail("bidirectional: %v", err)
+		}
+		report("plugin_id", resp.Id)
+		first, second := <-results[0], <-results[1]
+		report("dials", []string{first.outcome, second.outcome})
+		report("dial_ms", []int64{first.ms, second.ms})
+		h.kill()
+
+	case "kill-timed":
+		// How long Kill takes, and how it ends, for whatever plugin (and wrapper) is given.
+		h := launch(o)
+		rpc, err := h.client.Client()
+		if err != nil {
+			fail("start: %v", err)
+		}
+		report("ping", errText(rpc.Ping()))
+		start := time.Now()
+		h.kill()
+		report("kill_ms", time.Since(start).Milliseconds())
+
+	case "big-reply":
+		// A reply over grpc-go's 4 MiB default receive limit (go-plugin raises it to 2 GiB).
+		h := launch(o)
+		c, ok := h.dispense()
+		if !ok {
+			os.Exit(1)
+		}
+		size := 6 << 20
+		stream, err := c.Conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, fixture.BenchDownload)
+		if err == nil {
+			err = stream.SendMsg(&wrapperspb.StringValue{Value: fmt.Sprintf("%d,%d", size, size)})
+		}
+		received := 0
+		if err == nil {
+			_ = stream.CloseSend()
+			for {
+				msg := &wrapperspb.BytesValue{}
+				if err = stream.RecvMsg(msg); err != nil {
+					break
+				}
+				received += len(msg.Value)
+			}
+		}
+		if err != nil && err != io.EOF {
+			report("reply_bytes", errText(err))
+		} else {
+			report("reply_bytes", received)
+		}
+		h.kill()
+
 	case "stdio":
 		// go-plugin's TestClient_grpcSyncStdio: what the plugin writes arrives exactly.
 		o.stdout, o.stderr = newCollector(), newCollector()
@@ -557,6 +703,44 @@ func main() {
 		}
 		h.client.Kill()
 		report("error_lines", h.logLines(func(l string) bool { return strings.Contains(l, "[ERROR] plugin.") }))
+
+	case "reattach-owned":
+		// A reattached plugin not in test mode: Kill asks it to shut down.
+		var configs map[string]struct {
+			Protocol        plugin.Protocol
+			ProtocolVersion int
+			Pid             int
+			Addr            struct{ Network, String string }
+		}
+		if err := json.Unmarshal([]byte(os.Getenv("FIXTURE_REATTACH")), &configs); err != nil {
+			fail("FIXTURE_REATTACH: %v", err)
+		}
+		for _, rc := range configs {
+			logs := &syncBuffer{}
+			client := plugin.NewClient(&plugin.ClientConfig{
+				HandshakeConfig:  fixture.Handshake,
+				VersionedPlugins: map[int]plugin.PluginSet{rc.ProtocolVersion: {fixture.PluginName: &fixture.Plugin{}}},
+				AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+				Logger:           logger(o, logs),
+				Reattach: &plugin.ReattachConfig{
+					Protocol: rc.Protocol, ProtocolVersion: rc.ProtocolVersion,
+					Addr: &net.UnixAddr{Name: rc.Addr.String, Net: "unix"}, Pid: rc.Pid,
+				},
+			})
+			rpc, err := client.Client()
+			if err != nil {
+				report("error", err.Error())
+				return
+			}
+			report("ping", errText(rpc.Ping()))
+			start := time.Now()
+			client.Kill()
+			report("kill_ms", time.Since(start).Milliseconds())
+			report("graceful", !strings.Contains(logs.String(), "plugin failed to exit gracefully"))
+			report("exited", client.Exited())
+			report("pid_alive_after_kill", syscall.Kill(rc.Pid, 0) == nil)
+			return
+		}
 
 	case "reattach", "reattach-missing":
 		// FIXTURE_REATTACH holds {"name": <reattach configuration>} from a plugin's debug mode.

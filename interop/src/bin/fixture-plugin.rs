@@ -59,8 +59,10 @@ fn main() -> ExitCode {
     let mut manual_tls = false;
     let mut multiplex = true;
     let mut debug = false;
+    let mut catch_panics = false;
     match mode.as_str() {
         "serve" | "crash" => {}
+        "catch-panics" => catch_panics = true,
         "debug" => debug = true,
         "no-mux" => multiplex = false,
         "manual-tls" => manual_tls = true,
@@ -81,12 +83,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    // A panic in a handler takes the whole process down, as in a Go plugin.
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default_hook(info);
-        std::process::abort();
-    }));
+    // A panic in a handler takes the whole process down, as in a Go plugin (unless the mode
+    // wants to see the plugin live on, as tokio lets it).
+    if !catch_panics {
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            default_hook(info);
+            std::process::abort();
+        }));
+    }
 
     let mut builder = ServeConfig::builder(plugwire_interop::cookie())
         .transport(transport)
@@ -304,7 +309,7 @@ impl Counter for MemoryCounter {
     }
 }
 
-/// The benchmark's bulk stream: "<chunk>,<total>" bytes of zeros.
+/// The benchmark's bulk stream: `"<chunk>,<total>"` bytes of zeros.
 struct BenchImpl;
 
 #[tonic::async_trait]

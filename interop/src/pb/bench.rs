@@ -91,7 +91,7 @@ pub mod bench_client {
             self.inner = self.inner.max_encoding_message_size(limit);
             self
         }
-        /// Streams "<chunk bytes>,<total bytes>" of zeros to the caller, in chunks.
+        /// Streams TOTAL bytes of zeros to the caller, in chunks of CHUNK bytes; the request is "CHUNK,TOTAL".
         pub async fn download(
             &mut self,
             request: impl tonic::IntoRequest<::prost::alloc::string::String>,
@@ -137,7 +137,7 @@ pub mod bench_server {
             >
             + std::marker::Send
             + 'static;
-        /// Streams "<chunk bytes>,<total bytes>" of zeros to the caller, in chunks.
+        /// Streams TOTAL bytes of zeros to the caller, in chunks of CHUNK bytes; the request is "CHUNK,TOTAL".
         async fn download(
             &self,
             request: tonic::Request<::prost::alloc::string::String>,

@@ -28,7 +28,7 @@ fn nanos(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// A "<field>: N kB" line of /proc/<pid>/<file>.
+/// A `<field>: N kB` line of `/proc/<pid>/<file>`.
 fn proc_kb(pid: Option<u32>, file: &str, field: &str) -> i64 {
     let Some(pid) = pid else { return -1 };
     std::fs::read_to_string(format!("/proc/{pid}/{file}"))

@@ -179,10 +179,8 @@ impl<'a> Launch<'a> {
     }
 
     async fn start(&self) -> Result<Plugin, Error> {
-        let mut command = std::process::Command::new(&self.options.plugin);
-        command.arg(&self.options.mode);
-        let mut builder =
-            PluginConfig::builder(self.cookie.clone(), command).stderr(self.stderr.clone());
+        let mut builder = PluginConfig::builder(self.cookie.clone(), plugin_command(self.options))
+            .stderr(self.stderr.clone());
         for &version in self.versions {
             builder = builder.plugins(version, [PLUGIN_NAME]);
         }
@@ -212,12 +210,108 @@ impl<'a> Launch<'a> {
     }
 
     fn report_failure(&self, error: &Error) {
-        report("error", error.chain());
+        report("error", error.to_string());
         report("exited", error.exit_status().is_some());
         if let Some(code) = error.exit_status().and_then(|s| s.code()) {
             report("exit_status", code);
         }
         report("stderr", self.stderr.text());
+    }
+}
+
+/// The plugin's command: `<plugin> <mode>`, or, with `FIXTURE_SHELL`, that shell script run by
+/// `sh -c` with `$PLUGIN` and `$MODE` set (a wrapper, as go-plugin's example hosts use).
+fn plugin_command(options: &Options) -> std::process::Command {
+    match std::env::var("FIXTURE_SHELL") {
+        Ok(script) => {
+            let mut command = std::process::Command::new("sh");
+            command
+                .arg("-c")
+                .arg(script)
+                .env("PLUGIN", &options.plugin)
+                .env("MODE", &options.mode);
+            command
+        }
+        Err(_) => {
+            let mut command = std::process::Command::new(&options.plugin);
+            command.arg(&options.mode);
+            command
+        }
+    }
+}
+
+/// Awaits a call for at most 20 s: "ok", its error, or "timed out".
+async fn bounded_call<T>(call: impl Future<Output = Result<T, Status>>) -> String {
+    match tokio::time::timeout(Duration::from_secs(20), call).await {
+        Ok(result) => status_text(result),
+        Err(_) => "timed out".into(),
+    }
+}
+
+fn json_number(n: usize) -> serde_json::Value {
+    serde_json::Value::from(n as u64)
+}
+
+fn pid_alive(pid: u32) -> bool {
+    i32::try_from(pid).is_ok_and(plugwire_interop::harness::is_running)
+}
+
+fn host_errors() -> Vec<String> {
+    HOST_ERRORS.lock().map(|e| e.clone()).unwrap_or_default()
+}
+
+/// A raw stderr sink whose first write blocks until [`Gate::open`].
+#[derive(Clone, Default)]
+struct Gate(Arc<GateState>);
+
+#[derive(Default)]
+struct GateState {
+    /// (a write is blocked, the gate is open)
+    flags: Mutex<(bool, bool)>,
+    opened: std::sync::Condvar,
+    entered: tokio::sync::Notify,
+}
+
+impl Gate {
+    /// Resolves once a write is blocked in the gate.
+    async fn entered(&self) {
+        loop {
+            let notified = self.0.entered.notified();
+            if self.0.flags.lock().map(|s| s.0).unwrap_or(true) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn open(&self) {
+        if let Ok(mut flags) = self.0.flags.lock() {
+            flags.1 = true;
+        }
+        self.0.opened.notify_all();
+    }
+}
+
+impl std::io::Write for Gate {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let poisoned = |_| std::io::Error::other("poisoned");
+        let mut flags = self.0.flags.lock().map_err(poisoned)?;
+        flags.0 = true;
+        self.0.entered.notify_waiters();
+        self.0.entered.notify_one();
+        while !flags.1 {
+            flags = self
+                .0
+                .opened
+                .wait_timeout(flags, Duration::from_secs(30))
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .0;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -554,7 +648,7 @@ async fn run(options: &Options) -> anyhow::Result<()> {
             let plugin = match Plugin::launch(config).await {
                 Ok(plugin) => plugin,
                 Err(e) => {
-                    report("error", e.chain());
+                    report("error", e.to_string());
                     report("error_kind", format!("{:?}", e.kind()));
                     return Ok(());
                 }
@@ -650,9 +744,240 @@ async fn run(options: &Options) -> anyhow::Result<()> {
                 }
                 Err(e) => {
                     report("refused", true);
-                    report("error", e.chain());
+                    report("error", e.to_string());
                 }
             }
+        }
+        "stdio-large" => {
+            // A handler writes more than a pipe holds, inline: every byte arrives, nothing hangs.
+            let len: u64 = std::env::var("FIXTURE_STDIO_BYTES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(256 << 10);
+            let (out, err) = (
+                Collector::new(Duration::ZERO),
+                Collector::new(Duration::ZERO),
+            );
+            launch.sync = Some((out.clone(), err.clone()));
+            let plugin = launch.start().await?;
+            let (mut test, _) = clients(&plugin)?;
+            let pattern: Vec<u8> = (0..len).map(plugwire_interop::flood_byte).collect();
+            let call = test.print_stdio(PrintStdioRequest {
+                stdout: pattern.clone(),
+                stderr: pattern,
+            });
+            report("call", bounded_call(call).await);
+            report(
+                "stdout_bytes",
+                out.wait_for(len, Duration::from_secs(20)).await,
+            );
+            report(
+                "stderr_bytes",
+                err.wait_for(len, Duration::from_secs(20)).await,
+            );
+            report("stdout_intact", out.intact());
+            report("stderr_intact", err.intact());
+            kill(&plugin).await;
+        }
+        "panic-once" => {
+            // A handler panics and the plugin lives on: the trace reaches the host's log once,
+            // and none of it arrives as forwarded stderr.
+            let (out, err) = (
+                Collector::new(Duration::ZERO),
+                Collector::new(Duration::ZERO),
+            );
+            launch.sync = Some((out.clone(), err.clone()));
+            let plugin = launch.start().await?;
+            let (mut test, _) = clients(&plugin)?;
+            let panicked = test
+                .panic(PanicRequest {
+                    message: "fixture crash".into(),
+                })
+                .await;
+            report("panic_call", status_text(panicked));
+            // A marker after the panic: once it is in, everything before it is too.
+            let marker = "after the panic\n";
+            let call = test.print_stdio(PrintStdioRequest {
+                stdout: Vec::new(),
+                stderr: marker.into(),
+            });
+            report("marker_call", bounded_call(call).await);
+            err.wait_for(marker.len() as u64, Duration::from_secs(10))
+                .await;
+            kill(&plugin).await;
+            report("forwarded_stderr", err.text());
+            report(
+                "panic_lines",
+                plugin_logs(|l| l.contains("panic: fixture crash")).len(),
+            );
+        }
+        "dial-twice" => {
+            // Two dials of the plugin's first broker id before the plugin serves it (50 ms
+            // later): go-plugin's first one connects, the second times out after 5 s.
+            let plugin = launch.start().await?;
+            let (mut test, _) = clients(&plugin)?;
+            let broker = plugin.broker().clone();
+            let dial = |broker: plugwire_host::Broker| {
+                tokio::spawn(async move {
+                    let start = Instant::now();
+                    let channel = broker.dial(1).await;
+                    let outcome = match channel {
+                        Ok(channel) => {
+                            match PingPongClient::new(channel).ping(PingRequest {}).await {
+                                Ok(pong) => pong.into_inner().msg,
+                                Err(e) => format!("error: {e}"),
+                            }
+                        }
+                        Err(e) => format!("error: {}", plugwire_protocol::error_chain(&e)),
+                    };
+                    (outcome, start.elapsed().as_millis() as u64)
+                })
+            };
+            let first = dial(broker.clone());
+            tokio::task::yield_now().await;
+            let second = dial(broker.clone());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            // The plugin serves its PingPong under its first id while answering this call.
+            let id = broker.next_id();
+            let _served = broker
+                .accept_and_serve(id, Routes::new(PingPongServer::new(Pong)))
+                .await?;
+            let answer = test.bidirectional(BidirectionalRequest { id }).await?;
+            report("plugin_id", answer.into_inner().id);
+            let (first, second) = (first.await?, second.await?);
+            report("dials", [&first.0, &second.0]);
+            report("dial_ms", [first.1, second.1]);
+            kill(&plugin).await;
+        }
+        "kill-timed" => {
+            // How long kill takes, and how it ends, for whatever plugin (and wrapper) is given.
+            let plugin = launch.start().await?;
+            report("ping", status_text(plugin.ping().await));
+            let start = Instant::now();
+            let outcome = plugin.kill().await;
+            report("kill_ms", start.elapsed().as_millis() as u64);
+            report("graceful", outcome.graceful);
+            report("exited", plugin.exited());
+        }
+        "exit-token" => {
+            // Cancelling the token handed out does not make the plugin look gone.
+            let plugin = launch.start().await?;
+            let token = plugin.exit_token();
+            token.cancel();
+            report("exited_after_cancel", plugin.exited());
+            report("ping", status_text(plugin.ping().await));
+            kill(&plugin).await;
+        }
+        "drop-brokered" => {
+            // Dropping the plugin without kill also stops what the host serves through the
+            // broker, and removes its sockets.
+            let before = (count_sockets(), count_tasks());
+            let plugin = launch.start().await?;
+            let broker = plugin.broker().clone();
+            let id = broker.next_id();
+            broker
+                .accept_and_serve(id, Routes::new(PingPongServer::new(Pong)))
+                .await?
+                .detach();
+            let held = broker
+                .accept_and_serve(broker.next_id(), Routes::new(PingPongServer::new(Pong)))
+                .await?;
+            report("host_sockets_serving", count_sockets() - before.0);
+            drop(plugin);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while count_sockets() > before.0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            report("host_sockets_left", count_sockets() - before.0);
+            drop(held);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while count_tasks() > before.1 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            report("host_tasks_left", count_tasks() - before.1);
+        }
+        "blocked-stderr-sink" => {
+            // A raw stderr sink that blocks does not stop the host from talking to the plugin.
+            let gate = Gate::default();
+            let plugin = {
+                let mut command = std::process::Command::new(&options.plugin);
+                command.arg(&options.mode);
+                let config = PluginConfig::builder(plugwire_interop::cookie(), command)
+                    .plugins(1, [PLUGIN_NAME])
+                    .stderr(gate.clone())
+                    .build();
+                Plugin::launch(config).await?
+            };
+            let (mut test, _) = clients(&plugin)?;
+            let entered = tokio::time::timeout(Duration::from_secs(10), gate.entered()).await;
+            report("sink_blocked", entered.is_ok());
+            let call = test.double(TestRequest { input: 21 });
+            report("double_while_blocked", bounded_call(call).await);
+            gate.open();
+            kill(&plugin).await;
+        }
+        "big-reply" => {
+            // A reply over tonic's 4 MiB default reaches a dispensed client (go-plugin allows 2 GiB).
+            let plugin = launch.start().await?;
+            let mut bench = plugin.dispense(
+                PLUGIN_NAME,
+                plugwire_interop::bench_pb::bench_client::BenchClient::new,
+            )?;
+            let size = 6 << 20;
+            let received = async {
+                let mut stream = bench.download(format!("{size},{size}")).await?.into_inner();
+                let mut total = 0usize;
+                while let Some(chunk) = stream.message().await? {
+                    total += chunk.len();
+                }
+                Ok::<_, Status>(total)
+            };
+            report(
+                "reply_bytes",
+                match received.await {
+                    Ok(n) => json_number(n),
+                    Err(e) => serde_json::Value::String(format!("error: {e}")),
+                },
+            );
+            kill(&plugin).await;
+        }
+        "reattach-owned" | "reattach-pid0" => {
+            // A reattached plugin that is not in test mode: kill asks it to shut down, but never
+            // signals it (it is not our child); with pid 0 nothing keeps watching it once dropped.
+            let json = std::env::var("FIXTURE_REATTACH").context("FIXTURE_REATTACH")?;
+            let map = plugwire_protocol::reattach::parse_map(&json)?;
+            let (_, mut reattach) = map.into_iter().next().context("empty reattach map")?;
+            reattach.test = false;
+            let pid = reattach.pid;
+            let version = reattach.protocol_version;
+            let attach = |reattach: plugwire_host::ReattachConfig| {
+                let config = PluginConfig::reattach(reattach)
+                    .plugins(version, [PLUGIN_NAME])
+                    .build();
+                Plugin::launch(config)
+            };
+            if options.scenario == "reattach-pid0" {
+                reattach.pid = 0;
+                let before = count_tasks();
+                for _ in 0..20 {
+                    let plugin = attach(reattach.clone()).await?;
+                    plugin.ping().await?;
+                }
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while count_tasks() > before && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                report("tasks_left", count_tasks() - before);
+            }
+            let plugin = attach(reattach).await?;
+            report("ping", status_text(plugin.ping().await));
+            let start = Instant::now();
+            let outcome = plugin.kill().await;
+            report("kill_ms", start.elapsed().as_millis() as u64);
+            report("graceful", outcome.graceful);
+            report("exited", plugin.exited());
+            report("pid_alive_after_kill", pid != 0 && pid_alive(pid));
+            report("host_errors", host_errors());
         }
         "tls-rejections" => tls_rejections(options).await?,
         "secure" => {
@@ -673,7 +998,7 @@ async fn run(options: &Options) -> anyhow::Result<()> {
                 }
                 Err(e) => {
                     report("wrong_checksum", format!("{:?}", e.kind()));
-                    report("error", e.chain());
+                    report("error", e.to_string());
                     report("launched", e.exit_status().is_some());
                 }
             }
@@ -874,12 +1199,24 @@ async fn tls_rejections(options: &Options) -> anyhow::Result<()> {
 /// The plugin's log lines as the host logged them: `[LEVEL] message key=value ...`.
 static PLUGIN_LOGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// Collects the host's `plugwire::plugin` events into [`PLUGIN_LOGS`].
+/// The host library's own error events (their source location).
+static HOST_ERRORS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Collects the host's `plugwire::plugin` events into [`PLUGIN_LOGS`], and the host library's
+/// errors into [`HOST_ERRORS`].
 struct PluginLogs;
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for PluginLogs {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if event.metadata().target() != "plugwire::plugin" {
+        let target = event.metadata().target();
+        if target.starts_with("plugwire_host") && *event.metadata().level() == tracing::Level::ERROR
+        {
+            if let Ok(mut errors) = HOST_ERRORS.lock() {
+                errors.push(event.metadata().name().to_owned());
+            }
+            return;
+        }
+        if target != "plugwire::plugin" {
             return;
         }
         #[derive(Default)]
