@@ -30,8 +30,8 @@ const GROUPS: &[Group] = &[
             "plugin/grpc_stdio.proto",
         ],
         package: "plugin",
-        rust_out: "crates/plugwire-protocol/src/pb/plugin.rs",
-        descriptor_out: "crates/plugwire-protocol/src/pb/plugin_descriptor.bin",
+        rust_out: "crates/plugwire-runtime/src/pb/plugin.rs",
+        descriptor_out: "crates/plugwire-runtime/src/pb/plugin_descriptor.bin",
     },
     Group {
         files: &["examples/kv.proto"],

@@ -41,5 +41,5 @@ macro_rules! grpc_client {
 
 crate::grpc_client!(
     tonic_health::pb::health_client::HealthClient<tonic::transport::Channel>,
-    plugwire_protocol::pb::grpc_controller_client::GrpcControllerClient<tonic::transport::Channel>,
+    plugwire_runtime::pb::grpc_controller_client::GrpcControllerClient<tonic::transport::Channel>,
 );

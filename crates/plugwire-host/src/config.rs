@@ -1,18 +1,19 @@
 //! How to launch a plugin: [`PluginConfig`], built with [`PluginConfig::builder`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsString;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use std::sync::Arc;
 
-use plugwire_protocol::broker::AddressTranslator;
 use plugwire_protocol::env::{DEFAULT_MAX_PORT, DEFAULT_MIN_PORT};
 use plugwire_protocol::reattach::ReattachConfig;
-use plugwire_protocol::tls::TlsConfigs;
 use plugwire_protocol::{MagicCookie, Protocol};
+use plugwire_runtime::broker::AddressTranslator;
+use plugwire_runtime::grpc::EndpointHook;
+use plugwire_runtime::tls::TlsConfigs;
 
 use crate::log::RawSink;
 use crate::secure::SecureConfig;
@@ -21,11 +22,10 @@ use crate::writer::Sink;
 /// go-plugin's default `StartTimeout`.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Everything needed to launch one plugin (go-plugin's `ClientConfig`).
+/// Everything needed to launch one plugin, or attach to one (go-plugin's `ClientConfig`).
 pub struct PluginConfig {
-    pub(crate) command: std::process::Command,
-    pub(crate) reattach: Option<ReattachConfig>,
-    pub(crate) cookie: MagicCookie,
+    /// Taken by the launch.
+    pub(crate) source: Option<Source>,
     pub(crate) versions: BTreeMap<u32, BTreeSet<String>>,
     pub(crate) allowed_protocols: Vec<Protocol>,
     pub(crate) start_timeout: Duration,
@@ -45,13 +45,37 @@ pub struct PluginConfig {
     pub(crate) kill_with_host: bool,
     pub(crate) own_process_group: bool,
     pub(crate) translator: Option<Arc<dyn AddressTranslator>>,
+    pub(crate) endpoint: Option<EndpointHook>,
+}
+
+/// Where the plugin comes from.
+pub(crate) enum Source {
+    /// A command to run, with the host's magic cookie (go-plugin's `Cmd`).
+    Command {
+        command: std::process::Command,
+        cookie: MagicCookie,
+    },
+    /// A plugin already running (go-plugin's `Reattach`).
+    Reattach(ReattachConfig),
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Command { command, cookie } => f
+                .debug_struct("Command")
+                .field("command", command)
+                .field("cookie_key", &cookie.key())
+                .finish(),
+            Source::Reattach(reattach) => f.debug_tuple("Reattach").field(reattach).finish(),
+        }
+    }
 }
 
 impl fmt::Debug for PluginConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PluginConfig")
-            .field("command", &self.command)
-            .field("cookie_key", &self.cookie.key())
+            .field("source", &self.source)
             .field("versions", &self.versions)
             .field("allowed_protocols", &self.allowed_protocols)
             .field("start_timeout", &self.start_timeout)
@@ -75,11 +99,13 @@ impl PluginConfig {
             || command.get_program().to_string_lossy().into_owned(),
             |n| n.to_string_lossy().into_owned(),
         );
+        Self::with_source(Source::Command { command, cookie }, name)
+    }
+
+    fn with_source(source: Source, name: String) -> PluginConfigBuilder {
         PluginConfigBuilder {
             config: PluginConfig {
-                command,
-                reattach: None,
-                cookie,
+                source: Some(source),
                 versions: BTreeMap::new(),
                 allowed_protocols: vec![Protocol::Grpc],
                 start_timeout: DEFAULT_START_TIMEOUT,
@@ -99,6 +125,7 @@ impl PluginConfig {
                 kill_with_host: true,
                 own_process_group: true,
                 translator: None,
+                endpoint: None,
             },
         }
     }
@@ -107,25 +134,34 @@ impl PluginConfig {
     /// `Reattach`): nothing is launched, no handshake takes place, and a plugin in test mode
     /// (`Test: true`) is never stopped by the host. SecureConfig and broker multiplexing cannot
     /// be combined with it; AutoMTLS is ignored (no certificates are exchanged), as in go-plugin.
+    /// Offer the plugin's version with [`PluginConfigBuilder::plugins`] as for a launch.
+    ///
+    /// ```no_run
+    /// use plugwire_host::{Plugin, PluginConfig, ReattachConfig};
+    ///
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// // What a plugin in debug mode printed, e.g. from TF_REATTACH_PROVIDERS.
+    /// let json = r#"{"Protocol":"grpc","ProtocolVersion":5,"Pid":4242,"Test":true,
+    ///               "Addr":{"Network":"unix","String":"/tmp/plugin123"}}"#;
+    /// let config = PluginConfig::reattach(ReattachConfig::from_json(json)?)
+    ///     .plugins(5, ["provider"])
+    ///     .build();
+    /// let plugin = Plugin::launch(config).await?;
+    /// plugin.ping().await?;
+    /// plugin.kill().await; // a plugin in test mode is left running
+    /// # Ok(()) }
+    /// ```
     pub fn reattach(reattach: ReattachConfig) -> PluginConfigBuilder {
         let name = Path::new(&reattach.addr.string).file_name().map_or_else(
             || "reattached".to_owned(),
             |n| n.to_string_lossy().into_owned(),
         );
-        let mut builder =
-            PluginConfig::builder(MagicCookie::new("", ""), std::process::Command::new(""));
-        builder.config.reattach = Some(reattach);
-        builder.config.name = name;
-        builder
+        Self::with_source(Source::Reattach(reattach), name)
     }
 
     /// The versions offered, each with its plugin names.
     pub fn versions(&self) -> &BTreeMap<u32, BTreeSet<String>> {
         &self.versions
-    }
-
-    pub(crate) fn program(&self) -> OsString {
-        self.command.get_program().to_owned()
     }
 }
 
@@ -257,6 +293,33 @@ impl PluginConfigBuilder {
     /// [`Plugin`]: crate::Plugin
     pub fn own_process_group(mut self, enabled: bool) -> Self {
         self.config.own_process_group = enabled;
+        self
+    }
+
+    /// Changes the tonic `Endpoint` of the channel to the plugin and of every brokered dial
+    /// (go-plugin's `GRPCDialOptions`): timeouts, keepalive (a Go plugin's server sends GOAWAY
+    /// for pings more often than every 5 minutes), concurrency or rate limits, window sizes.
+    /// Interceptors and tower layers go on the clients made from the channel, e.g.
+    /// `plugin.dispense("kv", |ch| KvClient::with_interceptor(ch, add_token))`.
+    ///
+    /// ```no_run
+    /// # use plugwire_host::{MagicCookie, PluginConfig};
+    /// use std::time::Duration;
+    ///
+    /// let config = PluginConfig::builder(
+    ///     MagicCookie::new("BASIC_PLUGIN", "hello"),
+    ///     std::process::Command::new("./kv-plugin"),
+    /// )
+    /// .plugins(1, ["kv_grpc"])
+    /// .grpc_endpoint(|endpoint| endpoint.timeout(Duration::from_secs(30)).concurrency_limit(64))
+    /// .build();
+    /// # let _ = config;
+    /// ```
+    pub fn grpc_endpoint(
+        mut self,
+        hook: impl Fn(tonic::transport::Endpoint) -> tonic::transport::Endpoint + Send + Sync + 'static,
+    ) -> Self {
+        self.config.endpoint = Some(Arc::new(hook));
         self
     }
 

@@ -56,14 +56,17 @@
 //!
 //! [go-plugin]: https://github.com/hashicorp/go-plugin
 
+mod attach;
 mod client;
 mod config;
+mod connect;
 mod error;
+mod kill;
+mod launch;
 mod lines;
 mod log;
 mod managed;
 mod plugin;
-mod portable;
 mod process;
 mod secure;
 mod stdio;
@@ -72,14 +75,18 @@ mod writer;
 pub use client::GrpcClient;
 pub use config::{DEFAULT_START_TIMEOUT, PluginConfig, PluginConfigBuilder};
 pub use error::{Error, ErrorKind};
+pub use kill::{GRACEFUL_EXIT_TIMEOUT, KillReport};
 pub use log::{Level, LogEntry, LogParser, RawSink};
 pub use managed::ManagedPlugins;
-pub use plugin::{GRACEFUL_EXIT_TIMEOUT, KillReport, Plugin};
-pub use plugwire_protocol::broker::{AddressTranslator, Broker, BrokerError, BrokeredServer};
-pub use plugwire_protocol::reattach::{ReattachAddr, ReattachConfig};
-pub use plugwire_protocol::tls::TlsConfigs;
-pub use plugwire_protocol::transport::{Address, MAX_MESSAGE_SIZE};
-pub use plugwire_protocol::{HandshakeError, MagicCookie, Network, Protocol};
+pub use plugin::{Negotiated, Plugin, TlsMode};
+pub use plugwire_protocol::handshake::HandshakeLine;
+pub use plugwire_protocol::reattach::{ReattachAddr, ReattachConfig, ReattachError};
+pub use plugwire_protocol::{Address, HandshakeError, MagicCookie, Network, Protocol, error_chain};
+pub use plugwire_runtime::broker::{
+    AddressTranslator, Broker, BrokerError, BrokeredListener, BrokeredServer,
+};
+pub use plugwire_runtime::grpc::MAX_MESSAGE_SIZE;
+pub use plugwire_runtime::tls::{Identity, TlsConfigs, TlsError};
 pub use secure::SecureConfig;
 pub use tonic::transport::Channel;
 pub use writer::Sink;

@@ -4,7 +4,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::PluginConfig;
 use crate::error::Error;
-use crate::plugin::{KillReport, Plugin};
+use crate::kill::KillReport;
+use crate::plugin::Plugin;
 
 /// Plugins launched through it are stopped together by [`ManagedPlugins::kill_all`], in
 /// parallel; dropping the set (with the last handle of each plugin) SIGKILLs those still running.

@@ -146,7 +146,7 @@ impl Process {
     }
 
     /// A hook recording the sockets the plugin's broker gives to be dialled.
-    pub(crate) fn socket_hook(&self) -> plugwire_protocol::broker::PeerSocketHook {
+    pub(crate) fn socket_hook(&self) -> plugwire_runtime::broker::PeerSocketHook {
         let sockets = self.sockets.clone();
         Arc::new(move |path| sockets.add(path))
     }
@@ -294,7 +294,7 @@ async fn spawn_child(
     mut command: tokio::process::Command,
     kill_with_host: bool,
 ) -> std::io::Result<Child> {
-    if kill_with_host && !crate::portable::forced() {
+    if kill_with_host && !plugwire_runtime::portable::forced() {
         die_with_parent(&mut command);
         return spawner::spawn(command).await;
     }
@@ -412,7 +412,7 @@ pub(crate) fn is_alive(pid: u32) -> bool {
 /// alive until its parent reaps it.
 #[cfg(target_os = "linux")]
 fn is_zombie(pid: u32) -> bool {
-    if crate::portable::forced() {
+    if plugwire_runtime::portable::forced() {
         return false;
     }
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

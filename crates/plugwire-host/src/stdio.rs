@@ -1,9 +1,9 @@
 //! The plugin's forwarded stdout and stderr (`plugin.GRPCStdio`), written to the host's sinks
 //! (go-plugin's `SyncStdout`/`SyncStderr`; discarded when none is set).
 
-use plugwire_protocol::pb::grpc_stdio_client::GrpcStdioClient;
-use plugwire_protocol::pb::stdio_data::Channel as StdioChannel;
-use plugwire_protocol::transport::MAX_MESSAGE_SIZE;
+use plugwire_runtime::grpc::MAX_MESSAGE_SIZE;
+use plugwire_runtime::pb::grpc_stdio_client::GrpcStdioClient;
+use plugwire_runtime::pb::stdio_data::Channel as StdioChannel;
 use tonic::transport::Channel;
 
 use crate::writer::{Sink, SinkWriter};

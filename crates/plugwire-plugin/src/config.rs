@@ -4,12 +4,16 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt;
 
+use std::sync::Arc;
+
 use plugwire_protocol::MagicCookie;
-use plugwire_protocol::broker::Broker;
-use plugwire_protocol::tls::TlsConfigs;
+use plugwire_runtime::broker::Broker;
+use plugwire_runtime::grpc::ServerHook;
+use plugwire_runtime::tls::TlsConfigs;
+use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
 use tonic::server::NamedService;
-use tonic::service::RoutesBuilder;
+use tonic::service::{Routes, RoutesBuilder};
 
 /// Registers one plugin's services on the server being built, given the plugin's broker.
 type Register = Box<dyn FnOnce(&mut RoutesBuilder, &Broker) + Send>;
@@ -123,7 +127,13 @@ pub struct ServeConfig {
     pub(crate) multiplex: bool,
     pub(crate) capture_stdio: bool,
     pub(crate) exit_with_host: bool,
+    pub(crate) server_hook: Option<ServerHook>,
+    pub(crate) layer: Option<RoutesLayer>,
+    pub(crate) shutdown: Option<CancellationToken>,
 }
+
+/// Wraps the plugin's routes (see [`ServeConfigBuilder::layer`]).
+pub(crate) type RoutesLayer = Box<dyn FnOnce(Routes) -> Routes + Send>;
 
 impl fmt::Debug for ServeConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -149,6 +159,9 @@ impl ServeConfig {
                 multiplex: true,
                 capture_stdio: true,
                 exit_with_host: true,
+                server_hook: None,
+                layer: None,
+                shutdown: None,
             },
         }
     }
@@ -213,6 +226,69 @@ impl ServeConfigBuilder {
     /// stdout pipe closes, even if the host was killed). Default: yes. Go plugins keep running.
     pub fn exit_with_host(mut self, exit: bool) -> Self {
         self.config.exit_with_host = exit;
+        self
+    }
+
+    /// Changes the tonic `Server` the plugin is served with, and its brokered servers
+    /// (go-plugin's `GRPCServer` factory): limits, keepalive, timeouts, HTTP/2 settings.
+    ///
+    /// ```
+    /// # use plugwire_plugin::{MagicCookie, ServeConfig};
+    /// use std::time::Duration;
+    ///
+    /// let config = ServeConfig::builder(MagicCookie::new("BASIC_PLUGIN", "hello"))
+    ///     .grpc_server(|server| {
+    ///         server
+    ///             .concurrency_limit_per_connection(256)
+    ///             .timeout(Duration::from_secs(60))
+    ///     })
+    ///     .build();
+    /// # let _ = config;
+    /// ```
+    pub fn grpc_server(
+        mut self,
+        hook: impl Fn(tonic::transport::Server) -> tonic::transport::Server + Send + Sync + 'static,
+    ) -> Self {
+        self.config.server_hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Wraps every gRPC service of the plugin (go-plugin's server and interceptor options
+    /// for the whole server) in a tower layer: tracing, metrics, authentication,
+    /// `tower_http` middleware. Interceptors for one service go on it instead, e.g.
+    /// `KvServer::with_interceptor(kv, check)` in [`PluginSet::add`].
+    ///
+    /// ```
+    /// # use plugwire_plugin::{MagicCookie, ServeConfig};
+    /// let config = ServeConfig::builder(MagicCookie::new("BASIC_PLUGIN", "hello"))
+    ///     .layer(tower::layer::layer_fn(|service| service)) // any tower Layer
+    ///     .build();
+    /// # let _ = config;
+    /// ```
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<axum::routing::Route> + Clone + Send + Sync + 'static,
+        L::Service: tower::Service<
+                axum::extract::Request,
+                Response = axum::response::Response,
+                Error = Infallible,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower::Service<axum::extract::Request>>::Future: Send + 'static,
+    {
+        self.config.layer = Some(Box::new(move |routes: Routes| {
+            Routes::from(routes.into_axum_router().layer(layer))
+        }));
+        self
+    }
+
+    /// Ties the plugin's life to `token`: [`serve`](crate::serve) cancels it when the plugin
+    /// shuts down for any reason (the host's `Shutdown`, the host going away, `SIGTERM`), so the
+    /// plugin's own tasks can finish their work; cancelling it shuts the plugin down.
+    pub fn shutdown(mut self, token: CancellationToken) -> Self {
+        self.config.shutdown = Some(token);
         self
     }
 

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, OwnedFd};
 /// A pipe whose two ends are closed on `exec` (children the plugin starts do not inherit them).
 pub(crate) fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     #[cfg(target_os = "linux")]
-    if !crate::portable::forced() {
+    if !plugwire_runtime::portable::forced() {
         return nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from);
     }
     portable_cloexec_pipe()

@@ -43,20 +43,28 @@
 //!
 //! [go-plugin]: https://github.com/hashicorp/go-plugin
 
+mod announce;
 mod config;
 mod fd;
 mod host_watch;
 mod lazy;
 pub mod log;
 mod panic;
-mod portable;
 mod real_stderr;
+mod routes;
 mod serve;
 mod services;
+mod signals;
 mod stdio;
+mod test_mode;
+mod tls_setup;
 
 pub use config::{PluginSet, ServeConfig, ServeConfigBuilder, TlsProvider, Transport};
-pub use plugwire_protocol::broker::{Broker, BrokerError, BrokeredServer};
-pub use plugwire_protocol::tls::TlsConfigs;
+pub use plugwire_protocol::reattach::ReattachConfig;
 pub use plugwire_protocol::{MagicCookie, error_chain};
+pub use plugwire_runtime::broker::{Broker, BrokerError, BrokeredListener, BrokeredServer};
+pub use plugwire_runtime::tls::{Identity, TlsConfigs, TlsError};
+pub use plugwire_runtime::transport::Listener;
 pub use serve::{ServeError, serve, serve_debug};
+pub use test_mode::{TestConfig, TestServer, serve_test};
+pub use tokio_util::sync::CancellationToken;

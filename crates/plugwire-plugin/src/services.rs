@@ -3,10 +3,11 @@
 use std::pin::Pin;
 
 use futures_util::Stream;
-use plugwire_protocol::pb::grpc_broker_server::GrpcBroker;
-use plugwire_protocol::pb::grpc_controller_server::GrpcController;
-use plugwire_protocol::pb::grpc_stdio_server::GrpcStdio;
-use plugwire_protocol::pb::{ConnInfo, Empty, StdioData};
+use plugwire_runtime::broker::BrokerLink;
+use plugwire_runtime::pb::grpc_broker_server::GrpcBroker;
+use plugwire_runtime::pb::grpc_controller_server::GrpcController;
+use plugwire_runtime::pb::grpc_stdio_server::GrpcStdio;
+use plugwire_runtime::pb::{ConnInfo, Empty, StdioData};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -84,13 +85,13 @@ impl GrpcStdio for Stdio {
     }
 }
 
-/// `plugin.GRPCBroker`: the host's control stream feeds the plugin's [`plugwire_protocol::broker::Broker`].
+/// `plugin.GRPCBroker`: the host's control stream feeds the plugin's broker.
 pub(crate) struct BrokerService {
-    broker: plugwire_protocol::broker::Broker,
+    broker: BrokerLink,
 }
 
 impl BrokerService {
-    pub(crate) fn new(broker: plugwire_protocol::broker::Broker) -> Self {
+    pub(crate) fn new(broker: BrokerLink) -> Self {
         BrokerService { broker }
     }
 }

@@ -28,8 +28,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures_util::Stream;
-use plugwire_protocol::pb::StdioData;
-use plugwire_protocol::pb::stdio_data::Channel;
+use plugwire_runtime::pb::StdioData;
+use plugwire_runtime::pb::stdio_data::Channel;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 

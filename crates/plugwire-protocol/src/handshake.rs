@@ -16,7 +16,7 @@ use std::str::FromStr;
 use base64::Engine as _;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD_NO_PAD};
-use rustls::pki_types::CertificateDer;
+use rustls_pki_types::CertificateDer;
 
 /// go-plugin's core protocol version (`CoreProtocolVersion`); every other value is rejected.
 pub const CORE_PROTOCOL_VERSION: u32 = 1;
@@ -55,14 +55,34 @@ impl fmt::Display for Network {
 }
 
 impl FromStr for Network {
-    type Err = ();
+    type Err = ParseNameError;
 
-    fn from_str(s: &str) -> Result<Self, ()> {
+    fn from_str(s: &str) -> Result<Self, ParseNameError> {
         match s {
             "unix" => Ok(Network::Unix),
             "tcp" => Ok(Network::Tcp),
-            _ => Err(()),
+            _ => Err(ParseNameError {
+                what: "network",
+                name: s.to_owned(),
+                known: &["unix", "tcp"],
+            }),
         }
+    }
+}
+
+/// A network or protocol name go-plugin does not know.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {name:?}: go-plugin knows {known:?}")]
+pub struct ParseNameError {
+    what: &'static str,
+    name: String,
+    known: &'static [&'static str],
+}
+
+impl ParseNameError {
+    /// The name that was not recognised.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 
@@ -93,19 +113,24 @@ impl fmt::Display for Protocol {
 }
 
 impl FromStr for Protocol {
-    type Err = ();
+    type Err = ParseNameError;
 
-    fn from_str(s: &str) -> Result<Self, ()> {
+    fn from_str(s: &str) -> Result<Self, ParseNameError> {
         match s {
             "grpc" => Ok(Protocol::Grpc),
             "netrpc" => Ok(Protocol::NetRpc),
-            _ => Err(()),
+            _ => Err(ParseNameError {
+                what: "protocol",
+                name: s.to_owned(),
+                known: &["grpc", "netrpc"],
+            }),
         }
     }
 }
 
 /// One parsed handshake line.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HandshakeLine {
     /// The negotiated application protocol version (field 2).
     pub app_version: u32,
@@ -236,6 +261,24 @@ pub enum HandshakeError {
 }
 
 impl HandshakeLine {
+    /// A line with fields 2 to 5 and no certificate or multiplexing field (set those fields
+    /// afterwards).
+    pub fn new(
+        app_version: u32,
+        network: Network,
+        address: impl Into<String>,
+        protocol: Protocol,
+    ) -> Self {
+        HandshakeLine {
+            app_version,
+            network,
+            address: address.into(),
+            protocol,
+            server_cert: None,
+            multiplex: None,
+        }
+    }
+
     /// Parses a line the way a Go host does, without the host-specific checks of
     /// [`HostExpectations::accept`] (any version, either protocol, multiplexing not requested).
     pub fn parse(line: &str) -> Result<Self, HandshakeError> {
@@ -333,11 +376,15 @@ pub fn decode_cert_field(field: &str) -> Result<CertificateDer<'static>, Handsha
         .map_err(|e| HandshakeError::ServerCert {
             reason: format!("the certificate field is not base64 ({e})"),
         })?;
-    let der = CertificateDer::from(der);
-    webpki::EndEntityCert::try_from(&der).map_err(|e| HandshakeError::ServerCert {
-        reason: format!("the certificate field is not a DER X.509 certificate ({e})"),
-    })?;
-    Ok(der)
+    {
+        use x509_parser::prelude::FromDer as _;
+        x509_parser::certificate::X509Certificate::from_der(&der).map_err(|e| {
+            HandshakeError::ServerCert {
+                reason: format!("the certificate field is not a DER X.509 certificate ({e})"),
+            }
+        })?;
+    }
+    Ok(CertificateDer::from(der))
 }
 
 /// Encodes a certificate for field 6 exactly as Go does (standard alphabet, no padding).
@@ -379,7 +426,7 @@ fn parse(line: &str, host: Option<&HostExpectations<'_>>) -> Result<HandshakeLin
 
     let network: Network = parts[2]
         .parse()
-        .map_err(|()| HandshakeError::UnknownNetwork {
+        .map_err(|_| HandshakeError::UnknownNetwork {
             network: parts[2].to_owned(),
             address: parts[3].to_owned(),
         })?;
@@ -471,11 +518,11 @@ mod tests {
         multiplex: false,
     };
 
+    /// A go-plugin-style certificate (self-signed P-521, `O=HashiCorp, CN=localhost`).
     fn cert() -> CertificateDer<'static> {
-        crate::tls::Identity::generate()
-            .expect("cert generation works")
-            .cert()
-            .clone()
+        crate::cert::certs_from_pem(include_str!("../testdata/plugin-cert.pem"), "test data")
+            .expect("the test certificate reads")
+            .remove(0)
     }
 
     #[test]

@@ -10,11 +10,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::address::Address;
 use crate::handshake::{Network, Protocol};
-use crate::transport::Address;
 
 /// Where a running plugin is and how to talk to it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ReattachConfig {
     /// `grpc` or `netrpc`; empty means `netrpc`, as in go-plugin.
     #[serde(rename = "Protocol", default)]
@@ -35,6 +36,7 @@ pub struct ReattachConfig {
 
 /// A Go `net.Addr` as JSON: its `Network()` and `String()`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ReattachAddr {
     /// `unix` or `tcp`.
     #[serde(rename = "Network")]
@@ -88,7 +90,7 @@ impl ReattachConfig {
         };
         protocol
             .parse()
-            .map_err(|()| ReattachError::Protocol(protocol.to_owned()))
+            .map_err(|_| ReattachError::Protocol(protocol.to_owned()))
     }
 
     /// The address to dial.
@@ -97,7 +99,7 @@ impl ReattachConfig {
             self.addr
                 .network
                 .parse()
-                .map_err(|()| ReattachError::UnknownNetwork {
+                .map_err(|_| ReattachError::UnknownNetwork {
                     network: self.addr.network.clone(),
                     address: self.addr.string.clone(),
                 })?;

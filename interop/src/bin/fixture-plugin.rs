@@ -165,21 +165,20 @@ fn run(future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
 /// with another (a valid P-521 one that trusts the host). Hosts must refuse it.
 async fn mitm_cert() -> anyhow::Result<()> {
     use plugwire_protocol::handshake::{HandshakeLine, Protocol};
-    use plugwire_protocol::tls::{Identity, PinnedPeer, TlsConfigs};
-    use plugwire_protocol::transport::{self, Listener};
+    use plugwire_runtime::tls::{Identity, PinnedPeer, TlsConfigs};
+    use plugwire_runtime::transport::{self, Listener};
     let host_pem = std::env::var("PLUGIN_CLIENT_CERT")?;
     let host = PinnedPeer::from_pem(&host_pem, "PLUGIN_CLIENT_CERT")?;
     let advertised = Identity::generate()?;
     let served = Identity::generate()?;
-    let listener = Listener::unix(None, None)?;
-    let line = HandshakeLine {
-        app_version: 1,
-        network: listener.address().network(),
-        address: listener.address().to_field(),
-        protocol: Protocol::Grpc,
-        server_cert: Some(advertised.cert().clone()),
-        multiplex: None,
-    };
+    let listener = Listener::unix(&std::env::temp_dir(), None)?;
+    let mut line = HandshakeLine::new(
+        1,
+        listener.address().network(),
+        listener.address().to_field(),
+        Protocol::Grpc,
+    );
+    line.server_cert = Some(advertised.cert().clone());
     let tls = TlsConfigs::pinned(&served, &host)?;
     let (tx, incoming) = transport::incoming();
     let _accept = transport::spawn_accept_loop(listener, tls.server, tx);

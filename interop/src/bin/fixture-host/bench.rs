@@ -212,7 +212,7 @@ pub(super) async fn run(name: &str, launch: &mut Launch<'_>) -> anyhow::Result<(
             report("result", json!({"elapsed_ns": elapsed, "pss_kb": pss}));
         }
         "crypto" => {
-            use plugwire_protocol::tls::{Identity, PinnedPeer, TlsConfigs, server_name};
+            use plugwire_runtime::tls::{Identity, PinnedPeer, TlsConfigs, server_name};
             let (mut certgen, mut handshake) = (Vec::with_capacity(n), Vec::with_capacity(n));
             for _ in 0..n {
                 let start = Instant::now();

@@ -490,7 +490,7 @@ async fn run(options: &Options) -> anyhow::Result<()> {
         "bidirectional" => {
             let plugin = launch.start().await?;
             let (mut test, _) = clients(&plugin)?;
-            bidirectional(&plugin, &mut test).await?;
+            let _served = bidirectional(&plugin, &mut test).await?;
             kill(&plugin).await;
         }
         "counter" => {
@@ -522,7 +522,6 @@ async fn run(options: &Options) -> anyhow::Result<()> {
             report("host_fds_grew", count_fds() - before.0);
             report("host_tasks_grew", count_tasks() - before.1);
             report("host_sockets_grew", count_sockets() - before.2);
-            report("host_broker_pending", plugin.broker().pending());
             if let (Some(b), Some(a)) = (plugin_before, plugin_stats(&mut counter).await) {
                 report("plugin_fds_grew", a.0 - b.0);
                 report("plugin_tasks_grew", a.1 - b.1);
@@ -1130,8 +1129,8 @@ fn count_sockets() -> i64 {
 /// certificate must work (which also shuts the plugin down gracefully).
 async fn tls_rejections(options: &Options) -> anyhow::Result<()> {
     use plugwire_protocol::handshake::HandshakeLine;
-    use plugwire_protocol::tls::{Identity, PinnedPeer, TlsConfigs};
-    use plugwire_protocol::transport::{self, Address};
+    use plugwire_runtime::tls::{Identity, PinnedPeer, TlsConfigs};
+    use plugwire_runtime::transport::{self, Address};
     use tokio::io::AsyncBufReadExt as _;
 
     let announced = Identity::generate()?;
@@ -1160,11 +1159,12 @@ async fn tls_rejections(options: &Options) -> anyhow::Result<()> {
     let attempt = |tls: Option<TlsConfigs>| {
         let address = address.clone();
         async move {
-            let channel = transport::lazy_channel(move || {
+            let endpoint = plugwire_runtime::grpc::endpoint(None);
+            let channel = plugwire_runtime::grpc::lazy_channel(endpoint, move || {
                 let address = address.clone();
                 let client = tls.as_ref().and_then(|t| t.client.clone());
                 async move {
-                    let io = address.dial().await?;
+                    let io = transport::dial(&address).await?;
                     match client {
                         Some(config) => transport::tls_connect(io, config).await,
                         None => Ok(io),
@@ -1189,8 +1189,8 @@ async fn tls_rejections(options: &Options) -> anyhow::Result<()> {
     let (right_ok, channel) = attempt(Some(TlsConfigs::pinned(&announced, &pinned)?)).await;
     report("right_cert_ok", right_ok);
     let mut controller =
-        plugwire_protocol::pb::grpc_controller_client::GrpcControllerClient::new(channel);
-    let _ = controller.shutdown(plugwire_protocol::pb::Empty {}).await;
+        plugwire_runtime::pb::grpc_controller_client::GrpcControllerClient::new(channel);
+    let _ = controller.shutdown(plugwire_runtime::pb::Empty {}).await;
     let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
     report("exit_ok", matches!(status, Ok(Ok(s)) if s.success()));
     Ok(())

@@ -16,16 +16,9 @@ use std::sync::{Arc, Mutex};
 use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 
-use crate::transport::{self, BoxedIo};
+use plugwire_protocol::broker::Role;
 
-/// Which end of the yamux session this side is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// The host: yamux client, opens the main stream.
-    Host,
-    /// The plugin: yamux server.
-    Plugin,
-}
+use crate::transport::{self, BoxedIo};
 
 /// Where inbound streams go: to the listener of the next knocked id, else to the default
 /// listener (the plugin's main gRPC server), else nowhere (a host has no default).
@@ -82,7 +75,7 @@ impl Router {
 }
 
 /// A running yamux session.
-pub struct MuxSession {
+pub(crate) struct MuxSession {
     control: tokio_yamux::Control,
     driver: tokio::task::JoinHandle<()>,
 }
@@ -121,18 +114,13 @@ impl MuxSession {
     }
 
     /// Opens a new stream (announced to the peer at once).
-    pub async fn open(&self) -> io::Result<BoxedIo> {
+    pub(crate) async fn open(&self) -> io::Result<BoxedIo> {
         let mut control = self.control.clone();
         control
             .open_stream()
             .await
             .map(BoxedIo::new)
             .map_err(|e| io::Error::other(format!("error dialling new multiplexed stream: {e}")))
-    }
-
-    /// Whether the session has ended.
-    pub fn is_closed(&self) -> bool {
-        self.driver.is_finished()
     }
 }
 

@@ -17,9 +17,9 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use plugwire_protocol::cert::{CertError, PinnedCerts};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms, aws_lc_rs};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
@@ -44,23 +44,24 @@ pub enum TlsError {
     /// Generating a key or certificate failed.
     #[error("could not generate the AutoMTLS certificate: {0}")]
     Generate(String),
-    /// `PLUGIN_CLIENT_CERT` or a configured PEM holds no usable certificate.
-    #[error(
-        "no PEM CERTIFICATE block could be read from {what}: {reason}; \
-         the host should pass its certificate in PEM form"
-    )]
-    Pem {
-        /// Where the PEM came from.
-        what: &'static str,
-        /// What went wrong.
-        reason: String,
-    },
-    /// A pinned certificate could not be parsed.
-    #[error("the peer certificate is not a valid X.509 certificate: {0}")]
-    Certificate(String),
+    /// A certificate could not be read.
+    #[error("{0}")]
+    Certificate(CertError),
     /// rustls refused the configuration.
     #[error("invalid TLS configuration: {0}")]
-    Config(#[from] rustls::Error),
+    Config(rustls::Error),
+}
+
+impl From<CertError> for TlsError {
+    fn from(e: CertError) -> Self {
+        TlsError::Certificate(e)
+    }
+}
+
+impl From<rustls::Error> for TlsError {
+    fn from(e: rustls::Error) -> Self {
+        TlsError::Config(e)
+    }
 }
 
 /// A certificate and its private key: one side's TLS identity.
@@ -82,6 +83,11 @@ impl Identity {
     /// keyCertSign, extended key usages clientAuth and serverAuth, valid from 30 s ago for 30
     /// years.
     pub fn generate() -> Result<Self, TlsError> {
+        Self::generate_at(SystemTime::now())
+    }
+
+    /// [`Identity::generate`] with the clock reading `now`.
+    pub fn generate_at(now: SystemTime) -> Result<Self, TlsError> {
         let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).map_err(generate)?;
 
@@ -109,7 +115,6 @@ impl Identity {
             .map_err(|_| TlsError::Generate("the system random generator failed".into()))?;
         serial[0] &= 0x7f; // a positive INTEGER below 2^127, inside go-plugin's [0, 2^128)
         params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
-        let now = SystemTime::now();
         params.not_before = (now - BACKDATE).into();
         params.not_after = (now + VALIDITY).into();
 
@@ -154,7 +159,7 @@ impl Identity {
     pub fn cert_pem(&self) -> String {
         self.cert_pem
             .clone()
-            .unwrap_or_else(|| pem_encode_cert(&self.cert))
+            .unwrap_or_else(|| plugwire_protocol::cert::pem_encode(&self.cert))
     }
 }
 
@@ -167,74 +172,40 @@ impl fmt::Debug for Identity {
     }
 }
 
-/// The certificates of a peer this side trusts, and nothing else.
+/// The certificates of a peer this side trusts, and nothing else (see
+/// [`plugwire_protocol::cert`]).
 #[derive(Clone, Debug)]
 pub struct PinnedPeer {
-    certs: Arc<[Pinned]>,
-}
-
-#[derive(Debug)]
-struct Pinned {
-    der: CertificateDer<'static>,
-    not_before: u64,
-    not_after: u64,
+    certs: PinnedCerts,
 }
 
 impl PinnedPeer {
     /// Pins the given certificates (DER).
     pub fn new(certs: impl IntoIterator<Item = CertificateDer<'static>>) -> Result<Self, TlsError> {
-        let certs = certs
-            .into_iter()
-            .map(|der| {
-                let (not_before, not_after) = validity(&der)?;
-                Ok(Pinned {
-                    der,
-                    not_before,
-                    not_after,
-                })
-            })
-            .collect::<Result<Arc<[Pinned]>, TlsError>>()?;
-        Ok(PinnedPeer { certs })
+        Ok(PinnedPeer {
+            certs: PinnedCerts::new(certs)?,
+        })
     }
 
     /// Pins every certificate in a PEM text, as Go's `AppendCertsFromPEM` reads
     /// `PLUGIN_CLIENT_CERT`. Fails when there is none.
     pub fn from_pem(pem: &str, what: &'static str) -> Result<Self, TlsError> {
-        let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| TlsError::Pem {
-                what,
-                reason: e.to_string(),
-            })?;
-        if certs.is_empty() {
-            return Err(TlsError::Pem {
-                what,
-                reason: "it holds no CERTIFICATE block".into(),
-            });
-        }
-        Self::new(certs)
+        Ok(PinnedPeer {
+            certs: PinnedCerts::from_pem(pem, what)?,
+        })
     }
 
     fn check(&self, presented: &CertificateDer<'_>, now: UnixTime) -> Result<(), rustls::Error> {
-        let pinned = self
-            .certs
-            .iter()
-            .find(|p| p.der.as_ref() == presented.as_ref())
-            .ok_or(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))?;
-        let now = now.as_secs();
-        if now < pinned.not_before {
-            return Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::NotValidYet,
-            ));
-        }
-        if now > pinned.not_after {
-            return Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::Expired,
-            ));
-        }
-        Ok(())
+        use rustls::CertificateError as Refused;
+        self.certs
+            .check(presented.as_ref(), now.as_secs())
+            .map_err(|e| {
+                rustls::Error::InvalidCertificate(match e {
+                    CertError::NotValidYet => Refused::NotValidYet,
+                    CertError::Expired => Refused::Expired,
+                    _ => Refused::ApplicationVerificationFailure,
+                })
+            })
     }
 }
 
@@ -430,32 +401,6 @@ impl ClientCertVerifier for PinnedVerifier {
     }
 }
 
-/// Reads a certificate's validity window as Unix seconds.
-fn validity(der: &CertificateDer<'_>) -> Result<(u64, u64), TlsError> {
-    use x509_parser::prelude::FromDer;
-    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der.as_ref())
-        .map_err(|e| TlsError::Certificate(e.to_string()))?;
-    let secs = |t: x509_parser::time::ASN1Time| u64::try_from(t.timestamp()).unwrap_or(0);
-    Ok((
-        secs(cert.validity().not_before),
-        secs(cert.validity().not_after),
-    ))
-}
-
-/// PEM for one certificate: RFC 7468 with 64-character lines, as Go's `pem.Encode`.
-fn pem_encode_cert(cert: &CertificateDer<'_>) -> String {
-    use base64::Engine as _;
-    let body = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in body.as_bytes().chunks(64) {
-        // base64 output is ASCII, so every chunk is valid UTF-8.
-        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
-    pem
-}
-
 /// Seconds since the Unix epoch now (for tests of the validity check).
 #[cfg(test)]
 fn now() -> UnixTime {
@@ -501,8 +446,8 @@ mod tests {
             san.value.general_names,
             vec![GeneralName::DNSName("localhost")]
         );
-        let (nb, na) = validity(id.cert()).expect("validity");
-        let years = (na - nb) / (365 * 24 * 3600);
+        let validity = plugwire_protocol::cert::Validity::of(id.cert()).expect("validity");
+        let years = (validity.not_after - validity.not_before) / (365 * 24 * 3600);
         assert!((29..=30).contains(&years), "{years} years");
         assert!(id.cert_pem().starts_with("-----BEGIN CERTIFICATE-----\n"));
         assert!(!format!("{id:?}").contains("BEGIN"));
@@ -513,7 +458,7 @@ mod tests {
         let id = Identity::generate().expect("generate");
         let pinned = PinnedPeer::from_pem(&id.cert_pem(), "test").expect("pem");
         assert!(pinned.check(id.cert(), now()).is_ok());
-        let again = pem_encode_cert(id.cert());
+        let again = plugwire_protocol::cert::pem_encode(id.cert());
         assert_eq!(again, id.cert_pem(), "our PEM encoder matches rcgen's");
         assert!(PinnedPeer::from_pem("not a pem", "test").is_err());
         let stranger = Identity::generate().expect("generate");

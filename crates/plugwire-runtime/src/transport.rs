@@ -1,32 +1,26 @@
-//! Byte streams between host and plugin: listeners as go-plugin creates them, dialing, TLS on
-//! either end, and the gRPC channel and server plumbing on top.
+//! Byte streams between host and plugin: listeners as go-plugin creates them, dialing, and TLS
+//! on either end.
 //!
 //! Every connection is a [`BoxedIo`], whatever carries it (unix socket, TCP, a TLS session, a
 //! multiplexed stream), so the host's channel and the plugin's server never care.
 
-use std::future::Future;
 use std::io;
 use std::ops::RangeInclusive;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
+pub use plugwire_protocol::Address;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::handshake::Network;
 use crate::tls;
 
 /// How long a TLS handshake may take, either side.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// gRPC message size limit go-plugin's host uses in both directions (`math.MaxInt32`).
-pub const MAX_MESSAGE_SIZE: usize = i32::MAX as usize;
 
 /// Anything a connection can be carried over.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -95,59 +89,15 @@ impl tonic::transport::server::Connected for BoxedIo {
     fn connect_info(&self) -> Self::ConnectInfo {}
 }
 
-/// A plugin or broker address: where to dial.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Address {
-    /// A unix socket path.
-    Unix(PathBuf),
-    /// A TCP `host:port`; an empty host means loopback.
-    Tcp(String),
-}
-
-impl Address {
-    /// The address from a handshake line or `ConnInfo` (network, address).
-    pub fn new(network: Network, address: &str) -> Self {
-        match network {
-            Network::Unix => Address::Unix(PathBuf::from(address)),
-            Network::Tcp => match address.strip_prefix(':') {
-                Some(port) => Address::Tcp(format!("127.0.0.1:{port}")),
-                None => Address::Tcp(address.to_owned()),
-            },
+/// Connects to `address` (TCP with `TCP_NODELAY`).
+pub async fn dial(address: &Address) -> io::Result<BoxedIo> {
+    match address {
+        Address::Unix(path) => UnixStream::connect(path).await.map(BoxedIo::new),
+        Address::Tcp(addr) => {
+            let stream = TcpStream::connect(addr.as_str()).await?;
+            stream.set_nodelay(true)?;
+            Ok(BoxedIo::new(stream))
         }
-    }
-
-    /// The network field for this address.
-    pub fn network(&self) -> Network {
-        match self {
-            Address::Unix(_) => Network::Unix,
-            Address::Tcp(_) => Network::Tcp,
-        }
-    }
-
-    /// The address field for this address.
-    pub fn to_field(&self) -> String {
-        match self {
-            Address::Unix(path) => path.to_string_lossy().into_owned(),
-            Address::Tcp(addr) => addr.clone(),
-        }
-    }
-
-    /// Connects (TCP with `TCP_NODELAY`).
-    pub async fn dial(&self) -> io::Result<BoxedIo> {
-        match self {
-            Address::Unix(path) => UnixStream::connect(path).await.map(BoxedIo::new),
-            Address::Tcp(addr) => {
-                let stream = TcpStream::connect(addr.as_str()).await?;
-                stream.set_nodelay(true)?;
-                Ok(BoxedIo::new(stream))
-            }
-        }
-    }
-}
-
-impl std::fmt::Display for Address {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.network(), self.to_field())
     }
 }
 
@@ -170,16 +120,16 @@ enum ListenerKind {
 }
 
 impl Listener {
-    /// A unix socket `<dir>/plugin<random>` (dir: the given one, else the OS temp dir). With a
-    /// group, the socket's group is set and its mode made 0660 so that group may connect.
+    /// A unix socket `<dir>/plugin<random>`, as go-plugin names them (the caller picks the
+    /// directory: `PLUGIN_UNIX_SOCKET_DIR` or the OS temp dir). With a group, the socket's group
+    /// is set and its mode made 0660 so that group may connect.
     ///
     /// Must be called within a tokio runtime.
-    pub fn unix(dir: Option<&Path>, group: Option<&str>) -> io::Result<Self> {
-        let dir = dir.map_or_else(std::env::temp_dir, Path::to_path_buf);
+    pub fn unix(dir: &Path, group: Option<&str>) -> io::Result<Self> {
         let named = tempfile::Builder::new()
             .prefix("plugin")
             .rand_bytes(10)
-            .make_in(&dir, |path| std::os::unix::net::UnixListener::bind(path))
+            .make_in(dir, |path| std::os::unix::net::UnixListener::bind(path))
             .map_err(|e| {
                 // sun_path holds 108 bytes on Linux, 104 on macOS.
                 let hint = if dir.as_os_str().len() > 80 {
@@ -295,70 +245,6 @@ pub async fn tls_accept(io: BoxedIo, config: Arc<rustls::ServerConfig>) -> io::R
     }
 }
 
-/// Builds a gRPC channel whose connections come from `connect` (called again if the channel
-/// reconnects). Connects eagerly, so an unreachable plugin is an error here, not on first call.
-///
-/// The HTTP/2 `:authority` is `localhost`, never a socket path.
-pub async fn channel<F, Fut>(connect: F) -> Result<Channel, tonic::transport::Error>
-where
-    F: Fn() -> Fut + Send + Sync + Clone + 'static,
-    Fut: Future<Output = io::Result<BoxedIo>> + Send + 'static,
-{
-    endpoint().connect_with_connector(connector(connect)).await
-}
-
-/// Like [`channel`], connecting on first use instead.
-pub fn lazy_channel<F, Fut>(connect: F) -> Channel
-where
-    F: Fn() -> Fut + Send + Sync + Clone + 'static,
-    Fut: Future<Output = io::Result<BoxedIo>> + Send + 'static,
-{
-    endpoint().connect_with_connector_lazy(connector(connect))
-}
-
-/// HTTP/2 flow-control windows of every plugwire connection, both directions: the 64 KiB
-/// protocol default makes a 1 MiB message wait for a dozen window updates.
-pub const STREAM_WINDOW: u32 = 4 << 20;
-/// See [`STREAM_WINDOW`].
-pub const CONNECTION_WINDOW: u32 = 8 << 20;
-/// The largest HTTP/2 frame plugwire accepts (advertised in SETTINGS_MAX_FRAME_SIZE).
-pub const MAX_FRAME_SIZE: u32 = 1 << 20;
-
-fn endpoint() -> Endpoint {
-    Endpoint::from_static("http://localhost")
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_frame_size(MAX_FRAME_SIZE)
-}
-
-/// A tonic server with plugwire's HTTP/2 settings (see [`STREAM_WINDOW`]).
-pub fn server() -> tonic::transport::Server {
-    tonic::transport::Server::builder()
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_frame_size(MAX_FRAME_SIZE)
-}
-
-fn connector<F, Fut>(
-    connect: F,
-) -> impl tower::Service<
-    Uri,
-    Response = TokioIo<BoxedIo>,
-    Error = io::Error,
-    Future = impl Future<Output = io::Result<TokioIo<BoxedIo>>> + Send,
-> + Send
-+ Clone
-+ 'static
-where
-    F: Fn() -> Fut + Send + Sync + Clone + 'static,
-    Fut: Future<Output = io::Result<BoxedIo>> + Send + 'static,
-{
-    tower::service_fn(move |_: Uri| {
-        let connect = connect.clone();
-        async move { connect().await.map(TokioIo::new) }
-    })
-}
-
 /// The stream of accepted connections a tonic server consumes.
 pub type Incoming = tokio_stream::wrappers::ReceiverStream<io::Result<BoxedIo>>;
 
@@ -441,7 +327,7 @@ mod tests {
     #[tokio::test]
     async fn unix_listener_is_removed_on_drop() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let listener = Listener::unix(Some(dir.path()), None).expect("listen");
+        let listener = Listener::unix(dir.path(), None).expect("listen");
         let Address::Unix(path) = listener.address().clone() else {
             panic!("unix address expected");
         };
@@ -458,7 +344,7 @@ mod tests {
             io.read_exact(&mut buf).await.expect("read");
             buf
         });
-        let mut conn = Address::Unix(path.clone()).dial().await.expect("dial");
+        let mut conn = dial(&Address::Unix(path.clone())).await.expect("dial");
         conn.write_all(b"hi").await.expect("write");
         assert_eq!(&accept.await.expect("join"), b"hi");
         assert!(
@@ -472,15 +358,15 @@ mod tests {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let dir = tempfile::tempdir().expect("tempdir");
         let gid = nix::unistd::getegid().as_raw();
-        let listener = Listener::unix(Some(dir.path()), Some(&gid.to_string())).expect("listen");
+        let listener = Listener::unix(dir.path(), Some(&gid.to_string())).expect("listen");
         let Address::Unix(path) = listener.address() else {
             panic!("unix address expected");
         };
         let meta = std::fs::metadata(path).expect("stat");
         assert_eq!(meta.permissions().mode() & 0o777, 0o660);
         assert_eq!(meta.gid(), gid);
-        let err = Listener::unix(Some(dir.path()), Some("no-such-group-plugwire"))
-            .expect_err("bad group");
+        let err =
+            Listener::unix(dir.path(), Some("no-such-group-plugwire")).expect_err("bad group");
         assert!(err.to_string().contains("failed to find gid"), "{err}");
     }
 
@@ -504,51 +390,6 @@ mod tests {
         assert!(Listener::tcp(port..=port).await.is_err());
     }
 
-    /// The channel's HTTP/2 `:authority` is `localhost`, never the socket path (grpc-go and other
-    /// servers may validate it).
-    #[tokio::test]
-    async fn channel_authority_is_not_the_socket_path() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let listener = Listener::unix(Some(dir.path()), None).expect("listen");
-        let address = listener.address().clone();
-        let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-        let record = seen.clone();
-        let (tx, incoming) = incoming();
-        let accept = spawn_accept_loop(listener, None, tx);
-        let (_, health) = tonic_health::server::health_reporter();
-        let server = tokio::spawn(
-            tonic::transport::Server::builder()
-                .trace_fn(move |req| {
-                    if let Ok(mut seen) = record.lock() {
-                        seen.push(
-                            req.uri()
-                                .authority()
-                                .map(ToString::to_string)
-                                .unwrap_or_default(),
-                        );
-                    }
-                    tracing::Span::none()
-                })
-                .add_service(health)
-                .serve_with_incoming(incoming),
-        );
-        let dial = address.clone();
-        let channel = channel(move || {
-            let dial = dial.clone();
-            async move { dial.dial().await }
-        })
-        .await
-        .expect("connect");
-        tonic_health::pb::health_client::HealthClient::new(channel)
-            .check(tonic_health::pb::HealthCheckRequest::default())
-            .await
-            .expect("health check");
-        let seen = seen.lock().expect("lock").clone();
-        assert_eq!(seen, vec!["localhost".to_owned()]);
-        server.abort();
-        accept.abort();
-    }
-
     /// A peer that accepts the connection but never answers the TLS handshake cannot hang a
     /// dial: both ends give up after [`TLS_HANDSHAKE_TIMEOUT`].
     #[tokio::test(start_paused = true)]
@@ -570,13 +411,5 @@ mod tests {
             .await
             .expect_err("nobody speaks");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-    }
-
-    #[test]
-    fn tcp_address_without_host_is_loopback() {
-        assert_eq!(
-            Address::new(Network::Tcp, ":1234"),
-            Address::Tcp("127.0.0.1:1234".into())
-        );
     }
 }
