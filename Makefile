@@ -18,7 +18,7 @@ GO_PLUGIN := github.com/hashicorp/go-plugin
 # package `proto`; gRPC marshals through the Go types, so the registry conflict is harmless.
 FIXTURE_LDFLAGS := -ldflags=-X=google.golang.org/protobuf/reflect/protoregistry.conflictPolicy=ignore
 
-.PHONY: all build go-fixtures demo test check fmt-check clippy doc codegen codegen-check bench bench-smoke fuzz clean
+.PHONY: all build go-fixtures demo test check fmt-check clippy doc package package-check codegen codegen-check bench bench-smoke fuzz clean
 
 all: build
 
@@ -54,7 +54,8 @@ demo: build go-fixtures
 # Interop cells mostly wait on child processes (and some on go-plugin's 5 s timeouts), so they
 # run with more threads than the CI machine has cores.
 # The example cells use debug builds of the examples (they share the test build's dependencies).
-test: fmt-check clippy doc codegen-check go-fixtures
+test: export PLUGWIRE_REQUIRE_GO := 1
+test: fmt-check clippy doc codegen-check package-check go-fixtures
 	$(CARGO) build -p plugwire-examples -p plugwire-interop
 	PLUGWIRE_EXAMPLES_DIR=$(CURDIR)/target/debug $(CARGO) test --workspace --all-targets -- --test-threads=6
 	$(CARGO) test --workspace --doc
@@ -78,6 +79,21 @@ clippy:
 ## doc: the API documentation, with warnings (broken links, bad HTML) denied
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+LIBRARY_CRATES := -p plugwire-protocol -p plugwire-runtime -p plugwire-host -p plugwire-plugin
+
+## package: package and verify the library crates as crates.io would build them
+package:
+	$(CARGO) package --allow-dirty $(LIBRARY_CRATES)
+
+# Quick: each library crate's package holds its README and licence files.
+package-check:
+	@for c in $(subst -p ,,$(LIBRARY_CRATES)); do \
+		files=$$($(CARGO) package --list --allow-dirty -p $$c 2>/dev/null) || { echo "cargo package --list failed for $$c"; exit 1; }; \
+		for f in README.md LICENSE-MIT LICENSE-APACHE; do \
+			echo "$$files" | grep -qx "$$f" || { echo "$$c: $$f is not packaged"; exit 1; }; \
+		done; \
+	done
 
 ## codegen: regenerate the checked-in protobuf/gRPC code (no protoc needed)
 codegen:

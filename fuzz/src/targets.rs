@@ -1,6 +1,6 @@
 //! The bodies of plugwire's fuzz targets. Shared by the cargo-fuzz binaries (`make fuzz`) and
 //! by the replay test that runs the seed corpus on stable in `make test`
-//! (`crates/plugwire-host/tests/fuzz_corpus.rs`).
+//! (`interop/tests/fuzz_corpus.rs`).
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt as _;

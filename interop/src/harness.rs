@@ -64,37 +64,28 @@ pub struct Fixtures {
 
 impl Fixtures {
     /// The fixtures, with the Go ones from `PLUGWIRE_GO_FIXTURES` or `target/go-fixtures`.
-    /// Panics with instructions when the Go fixtures are not built: a missing Go side is a
-    /// failure, never a skipped cell.
     pub fn new(rust_host: &str, rust_plugin: &str) -> Self {
         let go_dir = std::env::var_os("PLUGWIRE_GO_FIXTURES")
             .map(PathBuf::from)
             .unwrap_or_else(|| workspace_root().join("target/go-fixtures"));
-        let fixtures = Fixtures {
+        Fixtures {
             rust_host: rust_host.into(),
             rust_plugin: rust_plugin.into(),
             go_dir,
-        };
-        for name in [
-            "fixture-host",
-            "fixture-plugin",
-            "fixture-host-grpc-current",
-            "fixture-plugin-grpc-current",
-        ] {
-            let path = fixtures.go(name);
-            assert!(
-                path.exists(),
-                "the Go fixture {} is missing: run `make go-fixtures` (needs Go), or set \
-                 PLUGWIRE_GO_FIXTURES to the directory holding the Go fixture binaries",
-                path.display()
-            );
         }
-        fixtures
     }
 
-    /// A binary built by `make go-fixtures`.
+    /// A binary built by `make go-fixtures`. Panics with instructions when it is not built: a
+    /// missing Go side is a failure, never a skipped cell.
     pub fn go(&self, name: &str) -> PathBuf {
-        self.go_dir.join(name)
+        let path = self.go_dir.join(name);
+        assert!(
+            path.exists(),
+            "the Go fixture {} is missing: run `make go-fixtures` (needs Go), or set \
+             PLUGWIRE_GO_FIXTURES to the directory holding the Go fixture binaries",
+            path.display()
+        );
+        path
     }
 
     /// The fixture host of a language.
@@ -123,17 +114,22 @@ pub fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-/// The example binaries, from `PLUGWIRE_EXAMPLES_DIR` (`make test` points it at the debug build)
-/// or `target/release` (`make build`).
+/// The example binaries, from `PLUGWIRE_EXAMPLES_DIR`, else the build the running test belongs
+/// to (`target/debug` for `cargo test`).
 pub fn example_binary(name: &str) -> PathBuf {
     let dir = std::env::var_os("PLUGWIRE_EXAMPLES_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/release"));
+        .or_else(|| {
+            // target/<profile>/deps/<test binary>
+            let exe = std::env::current_exe().ok()?;
+            Some(exe.parent()?.parent()?.to_path_buf())
+        })
+        .unwrap_or_else(|| workspace_root().join("target/debug"));
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "the example {} is missing: run `make build` (or `cargo build -p plugwire-examples` with \
-         PLUGWIRE_EXAMPLES_DIR=target/debug)",
+        "the example {} is missing: run `cargo build -p plugwire-examples` (or set \
+         PLUGWIRE_EXAMPLES_DIR to where the example binaries are)",
         path.display()
     );
     path

@@ -1,6 +1,9 @@
 //! go-plugin v1.8.0's own example programs against plugwire's drop-in peers, both directions:
 //! `examples/grpc` (kv) and, with the broker, `examples/bidirectional` (counter).
 
+// Needs the Go fixtures; without them `needs_go.rs` says what did not run.
+#![cfg(not(plugwire_no_go))]
+
 use std::path::{Path, PathBuf};
 
 use plugwire_interop::harness::{Expect, Fixtures, Outcome, Run, example_binary, verdict};

@@ -3,6 +3,9 @@
 //! grpc-go go-plugin v1.8.0 pins and with a current grpc-go. Go host x Go plugin is the control:
 //! every expectation here holds for go-plugin itself.
 
+// Needs the Go fixtures; without them `needs_go.rs` says what did not run.
+#![cfg(not(plugwire_no_go))]
+
 use plugwire_interop::harness::{
     DebugPlugin, Expect, Fixtures, GoGrpc, Lang, Outcome, Run, Tls, verdict,
 };
@@ -177,7 +180,19 @@ async fn kv(p: Pairing) {
         p,
         ("kv", "serve", Ending::Graceful),
         |r| r,
-        |_, o, e| kv_checks(o, e),
+        |host, o, e| {
+            kv_checks(o, e);
+            if host == Lang::Rust {
+                // What a plugwire host says it negotiated.
+                let tls = match p.tls {
+                    Tls::Plain => "Plaintext",
+                    Tls::AutoMtls => "AutoMtls",
+                    Tls::Manual => "Manual",
+                };
+                e.eq(o, "negotiated_tls", json!(tls))
+                    .eq(o, "negotiated_mux", json!(p.mux));
+            }
+        },
     )
     .await;
 }

@@ -9,6 +9,27 @@ use crate::plugin::Plugin;
 
 /// Plugins launched through it are stopped together by [`ManagedPlugins::kill_all`], in
 /// parallel; dropping the set (with the last handle of each plugin) SIGKILLs those still running.
+///
+/// ```no_run
+/// use plugwire_host::{MagicCookie, ManagedPlugins, PluginConfig};
+///
+/// # async fn f() -> Result<(), plugwire_host::Error> {
+/// let plugins = ManagedPlugins::new();
+/// for path in ["./provider-a", "./provider-b"] {
+///     let config = PluginConfig::builder(
+///         MagicCookie::new("TF_PLUGIN_MAGIC_COOKIE", "d602bf8f"),
+///         std::process::Command::new(path),
+///     )
+///     .plugins(5, ["provider"])
+///     .build();
+///     let plugin = plugins.launch(config).await?;
+///     plugin.ping().await?;
+/// }
+/// // At exit (go-plugin's CleanupClients):
+/// let reports = plugins.kill_all().await;
+/// assert!(reports.iter().all(|r| r.graceful));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Default)]
 pub struct ManagedPlugins {
     plugins: Mutex<Vec<Arc<Plugin>>>,

@@ -50,7 +50,31 @@ impl PluginSet {
 
     /// Serves the tonic service `make` builds, given the plugin's [`Broker`] (go-plugin's
     /// `GRPCServer(broker, server)`): for services that dial the host's brokered services or serve
-    /// their own, e.g. `.add_with("counter", |broker| CounterServer::new(Counter::new(broker.clone())))`.
+    /// their own.
+    ///
+    /// ```
+    /// use plugwire_plugin::{Broker, PluginSet};
+    /// # use tonic_health::pb::health_server::{Health, HealthServer};
+    /// # fn counter_server(_: Counter) -> HealthServer<impl Health> { tonic_health::server::health_reporter().1 }
+    ///
+    /// /// go-plugin's examples/bidirectional: `Put` adds through the host's `AddHelper`.
+    /// struct Counter {
+    ///     broker: Broker,
+    /// }
+    ///
+    /// impl Counter {
+    ///     async fn add(&self, helper_id: u32) -> Result<(), plugwire_plugin::BrokerError> {
+    ///         let channel = self.broker.dial(helper_id).await?;
+    ///         // AddHelperClient::new(channel).sum(..).await
+    /// #       let _ = channel;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let set = PluginSet::new()
+    ///     .add_with("counter", |broker| counter_server(Counter { broker: broker.clone() }));
+    /// # let _ = set;
+    /// ```
     pub fn add_with<S, F>(mut self, name: impl Into<String>, make: F) -> Self
     where
         F: FnOnce(&Broker) -> S + Send + 'static,

@@ -242,7 +242,22 @@ impl TlsConfigs {
     }
 
     /// Configurations the application built itself (manual TLS, go-plugin's `TLSConfig` and
-    /// `TLSProvider`). ALPN `h2` is added where missing, since grpc-go requires it.
+    /// `TLSProvider`). ALPN `h2` is added where missing, since grpc-go requires it. Build them
+    /// with the aws-lc-rs provider ([`provider`]): Go peers sign with ECDSA P-521.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use plugwire_runtime::tls::{TlsConfigs, provider};
+    ///
+    /// # fn f(roots: rustls::RootCertStore) -> Result<TlsConfigs, rustls::Error> {
+    /// // A host that dials a plugin serving a certificate from its own CA.
+    /// let client = rustls::ClientConfig::builder_with_provider(provider())
+    ///     .with_safe_default_protocol_versions()?
+    ///     .with_root_certificates(Arc::new(roots))
+    ///     .with_no_client_auth();
+    /// Ok(TlsConfigs::custom(Some(client), None))
+    /// # }
+    /// ```
     pub fn custom(
         client: Option<rustls::ClientConfig>,
         server: Option<rustls::ServerConfig>,

@@ -205,6 +205,9 @@ impl<'a> Launch<'a> {
         let plugin = Plugin::launch(builder.build()).await;
         if let Ok(plugin) = &plugin {
             report("version", plugin.version());
+            let negotiated = plugin.negotiated();
+            report("negotiated_tls", format!("{:?}", negotiated.tls));
+            report("negotiated_mux", negotiated.multiplexed);
         }
         plugin
     }

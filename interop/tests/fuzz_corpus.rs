@@ -1,7 +1,7 @@
 //! Replays the fuzz targets' seed corpus (`fuzz/corpus/<target>/*`) on stable, so `make test`
 //! keeps them passing; `make fuzz` explores from the same seeds with cargo-fuzz.
 
-#[path = "../../../fuzz/src/targets.rs"]
+#[path = "../../fuzz/src/targets.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod targets;
 
@@ -9,7 +9,7 @@ use std::path::Path;
 
 fn replay(target: &str, run: fn(&[u8])) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
+        .join("../fuzz/corpus")
         .join(target);
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
