@@ -40,6 +40,12 @@ go-fixtures:
 	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/counter-go-host $(GO_PLUGIN)/examples/bidirectional
 	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/counter-go-plugin $(GO_PLUGIN)/examples/bidirectional/plugin-go-grpc
 	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/greeter-go-plugin $(GO_PLUGIN)/examples/basic/plugin
+	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/greeter-go-host $(GO_PLUGIN)/examples/basic
+	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/kv-go-plugin-netrpc $(GO_PLUGIN)/examples/grpc/plugin-go-netrpc
+	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/negotiated-go-host $(GO_PLUGIN)/examples/negotiated
+	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/negotiated-go-plugin $(GO_PLUGIN)/examples/negotiated/plugin-go
+	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/streamer-go-host $(GO_PLUGIN)/examples/streaming
+	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/streamer-go-plugin $(GO_PLUGIN)/examples/streaming/plugin
 	# A go-plugin peer without go-plugin (as its Python example): plugins that do not stop.
 	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/bare-plugin ./cmd/bare-plugin
 	# For the benchmark: the spawn floor (a static binary) and a stripped plugin for size.

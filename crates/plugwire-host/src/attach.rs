@@ -82,6 +82,7 @@ pub(crate) async fn attach(
         .cloned()
         .unwrap_or_else(|| config.versions.values().flatten().cloned().collect());
     Ok(connect::assemble(Assembly {
+        timings: None,
         name: std::mem::take(&mut config.name),
         version: reattach.protocol_version,
         protocol: Protocol::Grpc,

@@ -23,7 +23,7 @@ use tonic::transport::Channel;
 use crate::attach::watch_without_pid;
 use crate::config::PluginConfig;
 use crate::error::{Error, ErrorKind};
-use crate::plugin::{Negotiated, Plugin, TlsMode};
+use crate::plugin::{Negotiated, Plugin, Timings, TlsMode};
 use crate::process::Process;
 
 /// The host's broker for one plugin: brokered listeners go where the plugin's socket may
@@ -139,6 +139,7 @@ pub(crate) struct Connected {
 
 /// The parts of a connected plugin.
 pub(crate) struct Assembly {
+    pub(crate) timings: Option<Timings>,
     pub(crate) name: String,
     pub(crate) version: u32,
     pub(crate) protocol: Protocol,
@@ -189,6 +190,7 @@ pub(crate) fn assemble(mut parts: Assembly) -> Plugin {
     };
     Plugin {
         name: parts.name,
+        timings: parts.timings,
         negotiated,
         plugins: parts.plugins,
         address: parts.address,

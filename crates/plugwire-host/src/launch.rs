@@ -20,7 +20,7 @@ use crate::kill::{drain, finish};
 use crate::lines::BoundedLines;
 use crate::log::{self, Tail};
 use crate::plugin::Plugin;
-use crate::plugin::TlsMode;
+use crate::plugin::{Timings, TlsMode};
 use crate::process::{self, Process, SpawnOptions};
 
 impl Plugin {
@@ -89,6 +89,7 @@ impl Plugin {
             own_group: config.own_process_group,
         };
         let program = command.as_std().get_program().to_owned();
+        let spawn_started = std::time::Instant::now();
         let spawned = Process::spawn(command, options).await;
         let (process, stdout, stderr) = spawned.map_err(|e| {
             Error::with_source(
@@ -113,10 +114,16 @@ impl Plugin {
         let (line_tx, line_rx) = oneshot::channel();
         let stdout_task = tokio::spawn(read_stdout(stdout, line_tx, name.clone()));
 
+        let spawned_at = std::time::Instant::now();
         let started = Started {
             name,
             process,
             tail,
+            timings: Timings {
+                spawn: spawned_at - spawn_started,
+                ..Timings::default()
+            },
+            spawned_at,
             stderr_task: Some(stderr_task),
             stdout_task,
         };
@@ -130,13 +137,15 @@ struct Started {
     name: String,
     process: Arc<Process>,
     tail: Tail,
+    timings: Timings,
+    spawned_at: std::time::Instant,
     stderr_task: Option<JoinHandle<()>>,
     stdout_task: JoinHandle<()>,
 }
 
 impl Started {
     async fn handshake(
-        self,
+        mut self,
         config: PluginConfig,
         identity: Option<Identity>,
         versions: &[u32],
@@ -210,6 +219,8 @@ impl Started {
                     .await);
             }
         };
+        let line_at = std::time::Instant::now();
+        self.timings.handshake_line = line_at - self.spawned_at;
         tracing::debug!(plugin = %self.name, version = line.app_version, "using plugin");
         if line.protocol == Protocol::NetRpc {
             return Err(self
@@ -238,7 +249,7 @@ impl Started {
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let channel = connect::channel(&address, &link, config.endpoint.as_ref());
         match tokio::time::timeout(remaining, channel).await {
-            Ok(Ok(channel)) => Ok(self.connected(
+            Ok(Ok(channel)) => Ok(self.connected_after(line_at).connected(
                 config,
                 line,
                 address,
@@ -259,6 +270,11 @@ impl Started {
         }
     }
 
+    fn connected_after(mut self, line_at: std::time::Instant) -> Self {
+        self.timings.connect = line_at.elapsed();
+        self
+    }
+
     fn connected(
         mut self,
         mut config: PluginConfig,
@@ -272,6 +288,7 @@ impl Started {
             .unwrap_or_default();
         // The stdout reader keeps draining on its own until EOF.
         connect::assemble(Assembly {
+            timings: Some(self.timings),
             name: std::mem::take(&mut self.name),
             version: line.app_version,
             protocol: line.protocol,

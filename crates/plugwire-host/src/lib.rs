@@ -78,7 +78,7 @@ pub use error::{Error, ErrorKind};
 pub use kill::{GRACEFUL_EXIT_TIMEOUT, KillReport};
 pub use log::{Level, LogEntry, LogParser, RawSink};
 pub use managed::ManagedPlugins;
-pub use plugin::{Negotiated, Plugin, TlsMode};
+pub use plugin::{Negotiated, Plugin, Timings, TlsMode};
 pub use plugwire_protocol::handshake::HandshakeLine;
 pub use plugwire_protocol::reattach::{ReattachAddr, ReattachConfig, ReattachError};
 pub use plugwire_protocol::{Address, HandshakeError, MagicCookie, Network, Protocol, error_chain};

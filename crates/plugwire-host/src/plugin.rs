@@ -28,6 +28,7 @@ use crate::process::Process;
 #[derive(Debug)]
 pub struct Plugin {
     pub(crate) name: String,
+    pub(crate) timings: Option<Timings>,
     pub(crate) negotiated: Negotiated,
     pub(crate) plugins: BTreeSet<String>,
     pub(crate) address: Address,
@@ -57,6 +58,18 @@ pub struct Negotiated {
     pub multiplexed: bool,
 }
 
+/// How long each phase of a launch took.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timings {
+    /// Starting the process (fork and exec).
+    pub spawn: std::time::Duration,
+    /// From the start to the handshake line.
+    pub handshake_line: std::time::Duration,
+    /// From the handshake line to the connected gRPC channel (TLS included).
+    pub connect: std::time::Duration,
+}
+
 /// How the connection to a plugin is secured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -83,6 +96,11 @@ impl Plugin {
     /// What host and plugin agreed on: protocol, version, TLS, broker multiplexing.
     pub fn negotiated(&self) -> Negotiated {
         self.negotiated
+    }
+
+    /// How long each phase of the launch took (`None` for a reattached plugin).
+    pub fn timings(&self) -> Option<Timings> {
+        self.timings
     }
 
     /// The handshake line the plugin printed, as parsed (`None` for a reattached plugin).
