@@ -48,6 +48,8 @@ go-fixtures:
 	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/streamer-go-plugin $(GO_PLUGIN)/examples/streaming/plugin
 	# A go-plugin peer without go-plugin (as its Python example): plugins that do not stop.
 	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/bare-plugin ./cmd/bare-plugin
+	# hashicorp/yamux v0.1.2 (go-plugin's) as a peer for plugwire's yamux.
+	cd go-fixtures && $(GO) build -o $(GO_FIXTURES)/yamux-peer ./cmd/yamux-peer
 	# For the benchmark: the spawn floor (a static binary) and a stripped plugin for size.
 	cd go-fixtures && CGO_ENABLED=0 $(GO) build -o $(GO_FIXTURES)/noop ./cmd/noop
 	cd go-fixtures && $(GO) build -ldflags="-s -w" -o $(GO_FIXTURES)/kv-go-plugin-stripped $(GO_PLUGIN)/examples/grpc/plugin-go-grpc

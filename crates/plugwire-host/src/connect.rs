@@ -103,7 +103,9 @@ pub(crate) async fn channel(
         let raw = transport::dial(address)
             .await
             .map_err(|e| Error::with_source(ErrorKind::Connect, connect_error(&""), e))?;
-        broker.start_session(raw, None);
+        broker
+            .start_session(raw, None)
+            .map_err(|e| Error::with_source(ErrorKind::Connect, connect_error(&""), e))?;
         let broker = broker.clone();
         grpc::channel(endpoint, move || {
             let broker = broker.clone();

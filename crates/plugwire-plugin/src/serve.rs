@@ -328,7 +328,9 @@ fn spawn_accept(
             transport::forward(io, server_tls.clone(), main.clone());
         } else {
             session_started = true;
-            link.start_session(io, Some(main.clone()));
+            if let Err(e) = link.start_session(io, Some(main.clone())) {
+                tracing::warn!(error = %e, "could not start the multiplexed session");
+            }
         }
     })
 }

@@ -26,6 +26,7 @@
 //! | [`reattach`] | `ReattachConfig` and its JSON form (`TF_REATTACH_PROVIDERS`) |
 //! | [`cert`] | AutoMTLS certificate checks: PEM and DER, validity windows, pinning |
 //! | [`broker`] | the broker's bookkeeping: `ConnInfo`s waiting for dialers, knocks waiting for acceptors |
+//! | [`gob`] | net/rpc payloads: Go's gob encoding (gobwire) behind a guard against hostile streams |
 //!
 //! ```
 //! use plugwire_protocol::handshake::{HandshakeLine, HostExpectations, Protocol};
@@ -43,6 +44,7 @@ pub mod address;
 pub mod broker;
 pub mod cert;
 pub mod env;
+pub mod gob;
 pub mod handshake;
 pub mod reattach;
 

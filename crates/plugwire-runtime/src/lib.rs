@@ -11,6 +11,7 @@
 //! | [`grpc`] | tonic channels and servers over any connection, with plugwire's HTTP/2 settings |
 //! | [`tls`] | AutoMTLS certificates (ECDSA P-521) and pinned-peer rustls configurations |
 //! | [`broker`] | go-plugin's `GRPCBroker`, plain and multiplexed |
+//! | [`yamux`] | a yamux session wire-compatible with hashicorp/yamux (broker multiplexing, netrpc) |
 //! | [`pb`] | go-plugin's `plugin` protos: broker, controller, stdio |
 //!
 //! [plugwire]: https://github.com/plugwire/plugwire
@@ -21,6 +22,7 @@ mod mux;
 pub mod portable;
 pub mod tls;
 pub mod transport;
+pub mod yamux;
 
 /// go-plugin's gRPC protos (package `plugin`): `GRPCBroker`, `GRPCController`, `GRPCStdio`.
 ///

@@ -3,22 +3,19 @@
 //! server. Every gRPC connection, the main one and each brokered one, is a yamux stream; TLS, when
 //! on, runs inside each stream.
 //!
-//! The yamux implementation is `tokio-yamux`, which (like hashicorp/yamux) acknowledges inbound
-//! streams and announces outbound ones immediately and answers pings: a Go peer closes the whole
-//! session when a stream it opens is not acknowledged within 75 s, and the plugin's stdio streams
-//! may never carry data. Its defaults are hashicorp's (256 KiB windows, backlog 256, 30 s
-//! keepalive, 10 s write timeout).
+//! The session is [`crate::yamux`]'s, with hashicorp's defaults (256 KiB windows, backlog 256,
+//! 30 s keepalive, 10 s write timeout).
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::{Arc, Mutex};
 
-use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 
 use plugwire_protocol::broker::Role;
 
 use crate::transport::{self, BoxedIo};
+use crate::yamux;
 
 /// Where inbound streams go: to the listener of the next knocked id, else to the default
 /// listener (the plugin's main gRPC server), else nowhere (a host has no default).
@@ -76,7 +73,7 @@ impl Router {
 
 /// A running yamux session.
 pub(crate) struct MuxSession {
-    control: tokio_yamux::Control,
+    control: yamux::Control,
     driver: tokio::task::JoinHandle<()>,
 }
 
@@ -88,16 +85,17 @@ impl std::fmt::Debug for MuxSession {
 
 impl MuxSession {
     /// Runs a yamux session on `io`; inbound streams are routed by `router`.
-    pub(crate) fn start(io: BoxedIo, role: Role, router: Arc<Mutex<Router>>) -> Self {
-        let config = tokio_yamux::Config::default();
-        let mut session = match role {
-            Role::Host => tokio_yamux::Session::new_client(io, config),
-            Role::Plugin => tokio_yamux::Session::new_server(io, config),
+    pub(crate) fn start(io: BoxedIo, role: Role, router: Arc<Mutex<Router>>) -> io::Result<Self> {
+        let config = yamux::Config::default();
+        let session = match role {
+            Role::Host => yamux::Session::client(io, config),
+            Role::Plugin => yamux::Session::server(io, config),
         };
+        let mut session = session.map_err(io::Error::other)?;
         let control = session.control();
         let driver = tokio::spawn(async move {
-            while let Some(inbound) = session.next().await {
-                match inbound {
+            loop {
+                match session.accept().await {
                     Ok(stream) => {
                         if let Ok(mut router) = router.lock() {
                             router.route(BoxedIo::new(stream));
@@ -110,14 +108,13 @@ impl MuxSession {
                 }
             }
         });
-        MuxSession { control, driver }
+        Ok(MuxSession { control, driver })
     }
 
     /// Opens a new stream (announced to the peer at once).
     pub(crate) async fn open(&self) -> io::Result<BoxedIo> {
-        let mut control = self.control.clone();
-        control
-            .open_stream()
+        self.control
+            .open()
             .await
             .map(BoxedIo::new)
             .map_err(|e| io::Error::other(format!("error dialling new multiplexed stream: {e}")))

@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/rpc"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"sort"
 	"strings"
@@ -79,6 +81,9 @@ type options struct {
 	stdout   *collector
 	stderr   *collector
 	quiet    bool
+	// netrpc: the plugin sets are netrpc ones (version 3 stays gRPC: go-plugin's negotiated
+	// example), and both protocols are allowed.
+	netrpc bool
 }
 
 type host struct {
@@ -94,11 +99,15 @@ type collector struct {
 	kept   []byte
 	count  int64
 	intact bool
-	notify chan struct{}
+	// restart: where the pattern starts over (a second flood after a first block), and
+	// intactTwice: every byte matches the pattern counted from 0 or from restart.
+	restart     int64
+	intactTwice bool
+	notify      chan struct{}
 }
 
 func newCollector() *collector {
-	return &collector{intact: true, notify: make(chan struct{}, 1)}
+	return &collector{intact: true, intactTwice: true, restart: 256 << 10, notify: make(chan struct{}, 1)}
 }
 
 func (c *collector) Write(p []byte) (int, error) {
@@ -107,8 +116,15 @@ func (c *collector) Write(p []byte) (int, error) {
 		c.kept = append(c.kept, p...)
 	}
 	for i, b := range p {
-		if c.intact && b != byte((c.count+int64(i))%251) {
+		at := c.count + int64(i)
+		if c.intact && b != byte(at%251) {
 			c.intact = false
+		}
+		if at >= c.restart {
+			at -= c.restart
+		}
+		if c.intactTwice && b != byte(at%251) {
+			c.intactTwice = false
 		}
 	}
 	c.count += int64(len(p))
@@ -153,8 +169,19 @@ func (c *collector) text() string {
 func launch(o options) *host {
 	set := plugin.PluginSet{fixture.PluginName: &fixture.Plugin{}}
 	versioned := map[int]plugin.PluginSet{}
+	allowed := []plugin.Protocol{plugin.ProtocolGRPC}
 	for _, v := range o.versions {
 		versioned[v] = set
+		if o.netrpc && v != 3 {
+			// "nope" is dispensable here but not in the plugin: the plugin's Dispenser refuses it.
+			versioned[v] = plugin.PluginSet{
+				fixture.PluginName: &fixture.NetRPCPlugin{},
+				"nope":             &fixture.NetRPCPlugin{},
+			}
+		}
+	}
+	if o.netrpc {
+		allowed = []plugin.Protocol{plugin.ProtocolNetRPC, plugin.ProtocolGRPC}
 	}
 	logs := &syncBuffer{}
 	stderr := &syncBuffer{}
@@ -162,7 +189,7 @@ func launch(o options) *host {
 		HandshakeConfig:  o.cookie,
 		VersionedPlugins: versioned,
 		Cmd:              pluginCommand(o),
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AllowedProtocols: allowed,
 		Logger:           logger(o, logs),
 		Stderr:           stderr,
 	}
@@ -218,6 +245,22 @@ func (h *host) dispense() (*fixture.Client, bool) {
 	}
 	report("version", h.client.NegotiatedVersion())
 	return raw.(*fixture.Client), true
+}
+
+// dispenseNetRPC starts the plugin and returns the netrpc fixture client named name.
+func (h *host) dispenseNetRPC(name string) (*fixture.NetRPCClient, error) {
+	rpc, err := h.client.Client()
+	if err != nil {
+		report("error", err.Error())
+		return nil, err
+	}
+	report("version", h.client.NegotiatedVersion())
+	report("protocol", string(h.client.Protocol()))
+	raw, err := rpc.Dispense(name)
+	if err != nil {
+		return nil, err
+	}
+	return raw.(*fixture.NetRPCClient), nil
 }
 
 // kill stops the plugin and reports whether it went gracefully and how it exited.
@@ -490,6 +533,222 @@ func main() {
 		report("error", errText(err))
 		report("elapsed_ms", time.Since(start).Milliseconds())
 		h.kill()
+
+	case "netrpc-calls":
+		// Dispense over netrpc and calls of every kind: scalars, structs, slices, maps, bytes,
+		// an interface value, an error inside a value, an application error, an unknown method.
+		o.netrpc = true
+		h := launch(o)
+		c, err := h.dispenseNetRPC(fixture.PluginName)
+		if err != nil {
+			fail("dispense: %v", err)
+		}
+		var doubled int
+		report("double_call", errText(c.RPC.Call("Plugin.Double", 21, &doubled)))
+		report("double", doubled)
+		in := fixture.NetRPCValues()
+		var out fixture.Values
+		report("echo_call", errText(c.RPC.Call("Plugin.Echo", in, &out)))
+		report("echo_equal", reflect.DeepEqual(in, out))
+		report("echo", fixture.DescribeValues(out))
+		report("fail", errText(c.RPC.Call("Plugin.Fail", "boom", &struct{}{})))
+		put := map[string]interface{}{"key": "k", "value": []byte("v\x00\xff")}
+		report("put", errText(c.RPC.Call("Plugin.Put", put, new(interface{}))))
+		var got []byte
+		report("get_call", errText(c.RPC.Call("Plugin.Get", "k", &got)))
+		report("get", fmt.Sprintf("%q", got))
+		report("unknown_method", errText(c.RPC.Call("Plugin.Nope", 1, &doubled)))
+		h.kill()
+
+	case "netrpc-unknown":
+		// A name the host knows but the plugin does not: the plugin's Dispenser refuses it.
+		o.netrpc = true
+		h := launch(o)
+		_, err := h.dispenseNetRPC("nope")
+		report("dispense", errText(err))
+		h.kill()
+
+	case "netrpc-broker":
+		// go-plugin's MuxBroker both ways: the plugin calls the host's Pong, then serves its own.
+		o.netrpc = true
+		h := launch(o)
+		c, err := h.dispenseNetRPC(fixture.PluginName)
+		if err != nil {
+			fail("dispense: %v", err)
+		}
+		id := c.Broker.NextId()
+		go c.Broker.AcceptAndServe(id, &fixture.Pong{})
+		var answer string
+		report("plugin_dialed_host", errText(c.RPC.Call("Plugin.Callback", id, &answer)))
+		report("plugin_got", answer)
+		var served uint32
+		report("serve_call", errText(c.RPC.Call("Plugin.Serve", new(interface{}), &served)))
+		conn, err := c.Broker.Dial(served)
+		if err != nil {
+			report("host_dialed_plugin", errText(err))
+		} else {
+			client := rpc.NewClient(conn)
+			var pong string
+			report("host_dialed_plugin", errText(client.Call("Plugin.Ping", new(interface{}), &pong)))
+			report("host_got", pong)
+			_ = client.Close()
+		}
+		h.kill()
+
+	case "netrpc-stdio":
+		// The plugin's stdout and stderr streams: exact bytes, then a flood.
+		o.netrpc = true
+		o.stdout, o.stderr = newCollector(), newCollector()
+		h := launch(o)
+		c, err := h.dispenseNetRPC(fixture.PluginName)
+		if err != nil {
+			fail("dispense: %v", err)
+		}
+		args := fixture.StdioArgs{Stdout: fixture.FloodBytes(256 << 10), Stderr: fixture.FloodBytes(256 << 10)}
+		report("call", errText(c.RPC.Call("Plugin.PrintStdio", args, &struct{}{})))
+		sizes := os.Getenv("FIXTURE_FLOOD")
+		if sizes == "" {
+			sizes = "16777216,16777216"
+		}
+		var outLen, errLen int64
+		if _, err := fmt.Sscanf(sizes, "%d,%d", &outLen, &errLen); err != nil {
+			fail("FIXTURE_FLOOD: %v", err)
+		}
+		report("flood_call", errText(c.RPC.Call("Plugin.Flood", sizes, &struct{}{})))
+		report("stdout_bytes", o.stdout.waitFor(256<<10+outLen, 60*time.Second))
+		report("stderr_bytes", o.stderr.waitFor(256<<10+errLen, 60*time.Second))
+		report("stdout_intact", o.stdout.isIntactTwice(256<<10))
+		report("stderr_intact", o.stderr.isIntactTwice(256<<10))
+		h.kill()
+
+	case "netrpc-logs":
+		o.netrpc = true
+		h := launch(o)
+		c, err := h.dispenseNetRPC(fixture.PluginName)
+		if err != nil {
+			fail("dispense: %v", err)
+		}
+		for _, key := range []string{"hello", "answer"} {
+			if err := c.RPC.Call("Plugin.Log", key, &struct{}{}); err != nil {
+				fail("log: %v", err)
+			}
+		}
+		h.kill()
+		report("log_lines", h.logLines(func(l string) bool { return strings.Contains(l, "PrintKV called") }))
+
+	case "netrpc-ping":
+		o.netrpc = true
+		h := launch(o)
+		if _, err := h.dispenseNetRPC(fixture.PluginName); err != nil {
+			fail("dispense: %v", err)
+		}
+		rpcClient, _ := h.client.Client()
+		report("ping", errText(rpcClient.Ping()))
+		h.kill()
+		report("ping_after_kill", errText(rpcClient.Ping()))
+
+	case "netrpc-crash":
+		o.netrpc = true
+		h := launch(o)
+		c, err := h.dispenseNetRPC(fixture.PluginName)
+		if err != nil {
+			fail("dispense: %v", err)
+		}
+		start := time.Now()
+		report("call", errText(c.RPC.Call("Plugin.Panic", "fixture crash", &struct{}{})))
+		deadline := time.Now().Add(10 * time.Second)
+		for !h.client.Exited() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		report("exit_observed", h.client.Exited())
+		report("elapsed_ms", time.Since(start).Milliseconds())
+		h.client.Kill()
+		report("exited", h.client.Exited())
+
+	case "negotiated":
+		// go-plugin's examples/negotiated: version 2 over netrpc, 3 over gRPC; the host offers
+		// FIXTURE_VERSIONS (default "2,3") and calls Double whichever the plugin picks.
+		o.netrpc = true
+		o.versions = nil
+		for _, v := range strings.Split(envOr("FIXTURE_VERSIONS", "2,3"), ",") {
+			var n int
+			if _, err := fmt.Sscanf(v, "%d", &n); err != nil {
+				fail("FIXTURE_VERSIONS: %v", err)
+			}
+			o.versions = append(o.versions, n)
+		}
+		h := launch(o)
+		rpcClient, err := h.client.Client()
+		if err != nil {
+			report("error", err.Error())
+			h.afterFailedStart()
+			return
+		}
+		report("version", h.client.NegotiatedVersion())
+		report("protocol", string(h.client.Protocol()))
+		raw, err := rpcClient.Dispense(fixture.PluginName)
+		if err != nil {
+			fail("dispense: %v", err)
+		}
+		var doubled int
+		switch c := raw.(type) {
+		case *fixture.NetRPCClient:
+			report("double_call", errText(c.RPC.Call("Plugin.Double", 21, &doubled)))
+		case *fixture.Client:
+			d, err := c.Test.Double(ctx, &grpctest.TestRequest{Input: 21})
+			report("double_call", errText(err))
+			if d != nil {
+				doubled = int(d.Output)
+			}
+		}
+		report("double", doubled)
+		h.kill()
+
+	case "netrpc-reattach":
+		// FIXTURE_REATTACH holds {"name": <reattach configuration>} of a netrpc plugin in debug
+		// mode: attach, call, leave it running (test mode), notice when it ends.
+		var configs map[string]struct {
+			Protocol        plugin.Protocol
+			ProtocolVersion int
+			Pid             int
+			Test            bool
+			Addr            struct{ Network, String string }
+		}
+		if err := json.Unmarshal([]byte(os.Getenv("FIXTURE_REATTACH")), &configs); err != nil {
+			fail("FIXTURE_REATTACH: %v", err)
+		}
+		for _, rc := range configs {
+			client := plugin.NewClient(&plugin.ClientConfig{
+				HandshakeConfig:  fixture.Handshake,
+				VersionedPlugins: map[int]plugin.PluginSet{rc.ProtocolVersion: {fixture.PluginName: &fixture.NetRPCPlugin{}}},
+				AllowedProtocols: []plugin.Protocol{plugin.ProtocolNetRPC},
+				Reattach: &plugin.ReattachConfig{
+					Protocol: rc.Protocol, ProtocolVersion: rc.ProtocolVersion,
+					Addr: &net.UnixAddr{Name: rc.Addr.String, Net: "unix"}, Pid: rc.Pid, Test: rc.Test,
+				},
+			})
+			rpcClient, err := client.Client()
+			if err != nil {
+				report("error", err.Error())
+				return
+			}
+			raw, err := rpcClient.Dispense(fixture.PluginName)
+			if err != nil {
+				fail("dispense: %v", err)
+			}
+			var doubled int
+			report("double_call", errText(raw.(*fixture.NetRPCClient).RPC.Call("Plugin.Double", 21, &doubled)))
+			report("double", doubled)
+			client.Kill()
+			report("alive_after_kill", rpcClient.Ping() == nil)
+			_ = syscall.Kill(rc.Pid, syscall.SIGTERM)
+			deadline := time.Now().Add(10 * time.Second)
+			for !client.Exited() && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+			}
+			report("exit_observed", client.Exited())
+			return
+		}
 
 	case "stdio-large":
 		// A handler writes more than a pipe holds: every byte arrives, nothing hangs.
@@ -948,6 +1207,20 @@ func stream(ctx context.Context, c *fixture.Client) {
 	}
 	_ = s.CloseSend()
 	report("stream", got)
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// isIntactTwice: the first n bytes are one flood pattern run and the rest another from 0.
+func (c *collector) isIntactTwice(n int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.intactTwice
 }
 
 func errText(err error) string {

@@ -48,9 +48,20 @@ func main() {
 		GRPCServer:      plugin.DefaultGRPCServer,
 		Logger:          logger,
 	}
+	netrpcSet := func() plugin.PluginSet {
+		return plugin.PluginSet{fixture.PluginName: &fixture.NetRPCPlugin{Logger: logger}}
+	}
 	switch mode {
 	case "serve", "crash":
 		config.VersionedPlugins = map[int]plugin.PluginSet{1: set()}
+	case "netrpc":
+		config.VersionedPlugins = map[int]plugin.PluginSet{1: netrpcSet()}
+	case "netrpc-manual-tls":
+		config.VersionedPlugins = map[int]plugin.PluginSet{1: netrpcSet()}
+		config.TLSProvider = func() (*tls.Config, error) { return fixture.TLSConfig("plugin") }
+	case "negotiated":
+		// As go-plugin's examples/negotiated: version 2 over netrpc, version 3 over gRPC.
+		config.VersionedPlugins = map[int]plugin.PluginSet{2: netrpcSet(), 3: set()}
 	case "manual-tls":
 		config.VersionedPlugins = map[int]plugin.PluginSet{1: set()}
 		config.TLSProvider = func() (*tls.Config, error) { return fixture.TLSConfig("plugin") }
@@ -66,10 +77,13 @@ func main() {
 		}
 		kv.values["stdin"] = data
 		config.VersionedPlugins = map[int]plugin.PluginSet{1: set()}
-	case "debug":
+	case "debug", "netrpc-debug":
 		// go-plugin's test mode, as a debuggable provider uses it: print the reattach
 		// configuration in Terraform's JSON form, serve until SIGINT/SIGTERM.
 		config.VersionedPlugins = map[int]plugin.PluginSet{1: set()}
+		if mode == "netrpc-debug" {
+			config.VersionedPlugins = map[int]plugin.PluginSet{1: netrpcSet()}
+		}
 		ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer cancel()
 		reattach := make(chan *plugin.ReattachConfig, 1)

@@ -527,7 +527,11 @@ impl BrokerLink {
     /// Runs the yamux session of multiplexed mode on the plugin connection (`io`: the one raw
     /// connection). Its inbound streams go to knocked brokered servers, else to `default` (the
     /// plugin's main gRPC server; `None` on the host).
-    pub fn start_session(&self, io: BoxedIo, default: Option<mpsc::Sender<io::Result<BoxedIo>>>) {
+    pub fn start_session(
+        &self,
+        io: BoxedIo,
+        default: Option<mpsc::Sender<io::Result<BoxedIo>>>,
+    ) -> io::Result<()> {
         let broker = &self.broker;
         if let Some(default) = default {
             broker.with_router(|r| r.set_default(default));
@@ -536,8 +540,9 @@ impl BrokerLink {
             io,
             broker.shared.config.role,
             broker.shared.router.clone(),
-        ));
+        )?);
         broker.shared.session.send_replace(Some(session));
+        Ok(())
     }
 
     /// Opens the multiplexed main connection (host side): a new stream, in TLS when configured.

@@ -61,9 +61,13 @@ fn pair_with(
     ];
     if multiplex {
         let (a, b) = tokio::io::duplex(1 << 20);
-        host_link.start_session(BoxedIo::new(a), None);
+        host_link
+            .start_session(BoxedIo::new(a), None)
+            .expect("session");
         let (tx, mut main) = transport::incoming();
-        plugin_link.start_session(BoxedIo::new(b), Some(tx));
+        plugin_link
+            .start_session(BoxedIo::new(b), Some(tx))
+            .expect("session");
         tasks.push(tokio::spawn(
             async move { while main.next().await.is_some() {} },
         ));
