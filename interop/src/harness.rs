@@ -438,13 +438,18 @@ pub struct DebugPlugin {
 impl DebugPlugin {
     /// Starts `plugin debug` and waits (at most 20 s) for its reattach line.
     pub async fn start(plugin: &Path) -> Self {
+        Self::start_mode(plugin, "debug").await
+    }
+
+    /// Starts `plugin <mode>` (a debug mode) and waits (at most 20 s) for its reattach line.
+    pub async fn start_mode(plugin: &Path, mode: &str) -> Self {
         use tokio::io::AsyncBufReadExt as _;
         let tmp = tempfile::Builder::new()
             .prefix("pw")
             .tempdir()
             .unwrap_or_else(|e| panic!("no temp dir: {e}"));
         let mut child = tokio::process::Command::new(plugin)
-            .arg("debug")
+            .arg(mode)
             .env("TMPDIR", tmp.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -8,6 +8,7 @@
 #![allow(clippy::print_stdout)] // fixtures report on stdout by design
 
 pub mod harness;
+pub mod netrpc;
 pub mod tls;
 
 /// The generated code of `proto/test/grpctest.proto` (go-plugin's `test/grpc`).
@@ -71,6 +72,10 @@ pub struct FloodCheck {
     pub len: u64,
     /// False once a byte was not the expected one.
     pub intact: bool,
+    /// Where the pattern (re)started.
+    origin: u64,
+    /// Where it starts again from 0 (a second run after a first of this length).
+    restart: Option<u64>,
 }
 
 impl FloodCheck {
@@ -79,6 +84,16 @@ impl FloodCheck {
         FloodCheck {
             len: 0,
             intact: true,
+            origin: 0,
+            restart: None,
+        }
+    }
+
+    /// A check of two runs of the pattern: `first` bytes, then another from 0.
+    pub fn twice(first: u64) -> Self {
+        FloodCheck {
+            restart: Some(first),
+            ..FloodCheck::new()
         }
     }
 
@@ -88,8 +103,14 @@ impl FloodCheck {
         let block = BLOCK.get_or_init(|| (0..251 * 256).map(flood_byte).collect());
         let mut rest = chunk;
         while self.intact && !rest.is_empty() {
-            let start = (self.len % 251) as usize;
-            let n = rest.len().min(block.len() - start);
+            if self.restart == Some(self.len) {
+                (self.origin, self.restart) = (self.len, None);
+            }
+            let until_restart = self.restart.map_or(usize::MAX, |r| {
+                usize::try_from(r - self.len).unwrap_or(usize::MAX)
+            });
+            let start = ((self.len - self.origin) % 251) as usize;
+            let n = rest.len().min(block.len() - start).min(until_restart);
             self.intact = rest[..n] == block[start..start + n];
             self.len += n as u64;
             rest = &rest[n..];

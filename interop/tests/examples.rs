@@ -267,12 +267,12 @@ async fn go_and_rust_counter_plugins_take_turns() {
     assert_eq!(got, "1111\n");
 }
 
-/// go-plugin's `examples/basic` plugin speaks netrpc. A plugwire host that allows netrpc refuses
-/// it with an error that says plugwire does not speak netrpc (it used to "succeed", report gRPC
-/// and fail on the first call); one that does not allow it, with go-plugin's error. Either way
-/// the plugin process is stopped.
+/// go-plugin's `examples/basic` plugin speaks netrpc. A plugwire host that allows netrpc loads
+/// it and greets through it as go-plugin's example host does; one that does not allow it refuses
+/// it with go-plugin's error, and the plugin process is stopped.
 #[tokio::test]
-async fn netrpc_example_plugin_is_refused_clearly() {
+async fn netrpc_example_plugin_greets_or_is_refused() {
+    use plugwire_host::netrpc::gobwire::Interface;
     use plugwire_host::{MagicCookie, Plugin, PluginConfig, Protocol};
     let f = fixtures();
     for allowed in [vec![Protocol::NetRpc, Protocol::Grpc], vec![Protocol::Grpc]] {
@@ -283,29 +283,44 @@ async fn netrpc_example_plugin_is_refused_clearly() {
         .plugins(1, ["greeter"])
         .allowed_protocols(allowed.clone())
         .build();
-        let launched =
-            tokio::time::timeout(std::time::Duration::from_secs(30), Plugin::launch(config))
-                .await
-                .expect("the launch is bounded");
-        let err = match launched {
-            Ok(plugin) => panic!(
-                "a netrpc plugin was accepted as {:?} with {allowed:?}",
-                plugin.protocol()
-            ),
-            Err(err) => err,
-        };
-        let text = err.to_string();
+        let bounded = std::time::Duration::from_secs(30);
+        let launched = tokio::time::timeout(bounded, Plugin::launch(config))
+            .await
+            .expect("the launch is bounded");
         if allowed.contains(&Protocol::NetRpc) {
+            let plugin = launched.expect("a netrpc host loads the netrpc plugin");
+            assert_eq!(plugin.protocol(), Protocol::NetRpc);
+            let greeter = plugin
+                .netrpc()
+                .expect("a netrpc connection")
+                .dispense("greeter")
+                .await
+                .expect("dispensed");
+            // The example host's `new(interface{})` argument.
+            let greeting: String =
+                tokio::time::timeout(bounded, greeter.call("Plugin.Greet", &None::<Interface>))
+                    .await
+                    .expect("the call is bounded")
+                    .expect("greeted");
+            assert_eq!(greeting, "Hello!");
             assert!(
-                text.contains("speaks netrpc") && text.contains("does not speak"),
-                "{text}"
+                plugin
+                    .dispense(
+                        "greeter",
+                        plugwire_interop::pb::test_client::TestClient::new
+                    )
+                    .is_err()
             );
-        } else {
-            assert!(
-                text.contains("unsupported plugin protocol \"netrpc\". Supported: [grpc]"),
-                "{text}"
-            );
+            let report = plugin.kill().await;
+            assert!(report.graceful, "Control.Quit stops the plugin: {report:?}");
+            continue;
         }
+        let err = launched.expect_err("a gRPC-only host refuses a netrpc plugin");
+        let text = err.to_string();
+        assert!(
+            text.contains("unsupported plugin protocol \"netrpc\". Supported: [grpc]"),
+            "{text}"
+        );
         assert!(
             err.exit_status().is_some(),
             "the plugin was not stopped: {text}"

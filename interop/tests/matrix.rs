@@ -119,6 +119,18 @@ macro_rules! pairings {
     ($scenario:ident: plain_and_mux) => {
         pairings!(@modes $scenario: [plain = (Plain, false), mux = (Plain, true)]: ALL);
     };
+    // netrpc has no grpc-go in it: the pinned Go fixtures only.
+    ($scenario:ident: netrpc) => {
+        pairings!(@modes $scenario: [plain = (Plain, false), mtls = (AutoMtls, false)]: NETRPC);
+    };
+    ($scenario:ident: netrpc_plain) => {
+        pairings!(@modes $scenario: [plain = (Plain, false)]: NETRPC);
+    };
+    (@modes $scenario:ident: $modes:tt: NETRPC) => {
+        pairings!(@modes $scenario: $modes: [
+            go_go = (Go, Go, Pinned), go_rust = (Go, Rust, Pinned),
+            rust_go = (Rust, Go, Pinned), rust_rust = (Rust, Rust, Pinned)]);
+    };
     ($scenario:ident: rust_plugin) => {
         pairings!(@modes $scenario: [plain = (Plain, false), mtls = (AutoMtls, false)]: [
             go_rust = (Go, Rust, Pinned), go_rust_grpc_current = (Go, Rust, Current),
@@ -1620,5 +1632,262 @@ mod reattach_owned {
                 "the plugin kept running".into()
             });
         verdict("rust-host/rust-plugin/reattach-pid0", &o, e.result());
+    }
+}
+
+// ─── netrpc: go-plugin's net/rpc protocol (yamux, gob, MuxBroker) ───────────────────────────
+
+/// How a netrpc cell must end. A Go host counts the stop as graceful only when the reply to
+/// `Control.Quit` arrived, and a go-plugin plugin exits without waiting for it to be sent (the
+/// race go-plugin's own comment mentions), so Go host x Go plugin is graceful only sometimes;
+/// the plugin must still be gone. A plugwire plugin replies before it exits, and a plugwire host
+/// counts the exit.
+fn netrpc_stopped(p: Pairing, o: &Outcome, e: &mut Expect) {
+    if p.host == Lang::Go && p.plugin == Lang::Go {
+        e.eq(o, "exited", json!(true));
+    } else {
+        stopped_gracefully(o, e);
+    }
+}
+
+/// Calls of every kind over netrpc: scalars, a struct of every gob kind (map, slice, pointer,
+/// `interface{}`, an `error` holding a `*plugin.BasicError`), an application error, a
+/// `map[string]interface{}` argument, `[]byte` with NUL and 0xff, an unknown method.
+async fn netrpc_calls(p: Pairing) {
+    cell(
+        p,
+        ("netrpc-calls", "netrpc", Ending::Graceful),
+        |r| r,
+        |_, o, e| {
+            e.eq(o, "protocol", json!("netrpc"))
+                .eq(o, "double_call", json!("ok"))
+                .eq(o, "double", json!(42))
+                .eq(o, "echo_call", json!("ok"))
+                .eq(o, "echo_equal", json!(true))
+                .eq(
+                    o,
+                    "echo",
+                    json!(
+                        "int=-7 uint=7 float=2.5 bool=true text=héllo bytes=[0 1 2 255] \
+                         strings=[a b] counts=map[x:1 y:2] nested=inner[t1 t2] any=any value \
+                         err=inner error"
+                    ),
+                )
+                .eq(o, "fail", json!("error: boom"))
+                .eq(o, "put", json!("ok"))
+                .eq(o, "get", json!("\"v\\x00\\xff\""))
+                .eq(
+                    o,
+                    "unknown_method",
+                    json!("error: rpc: can't find method Plugin.Nope"),
+                );
+            netrpc_stopped(p, o, e);
+        },
+    )
+    .await;
+}
+pairings!(netrpc_calls: netrpc);
+
+/// A name the host knows and the plugin does not: the plugin's `Dispenser` refuses it.
+async fn netrpc_unknown(p: Pairing) {
+    cell(
+        p,
+        ("netrpc-unknown", "netrpc", Ending::Graceful),
+        |r| r,
+        |_, o, e| {
+            e.contains(o, "dispense", "unknown plugin type: nope");
+            netrpc_stopped(p, o, e);
+        },
+    )
+    .await;
+}
+pairings!(netrpc_unknown: netrpc_plain);
+
+/// The `MuxBroker` both ways: the plugin dials the host's `Pong`, the host dials the plugin's.
+async fn netrpc_broker(p: Pairing) {
+    cell(
+        p,
+        ("netrpc-broker", "netrpc", Ending::Graceful),
+        |r| r,
+        |_, o, e| {
+            e.eq(o, "plugin_dialed_host", json!("ok"))
+                .eq(o, "plugin_got", json!("pong"))
+                .eq(o, "serve_call", json!("ok"))
+                .eq(o, "host_dialed_plugin", json!("ok"))
+                .eq(o, "host_got", json!("pong"));
+            netrpc_stopped(p, o, e);
+        },
+    )
+    .await;
+}
+pairings!(netrpc_broker: netrpc);
+
+/// The stdout and stderr streams: 256 KiB each written in one call, then 16 MiB each from
+/// background writers; every byte arrives, in order, and the plugin stops gracefully.
+async fn netrpc_stdio(p: Pairing) {
+    cell(
+        p,
+        ("netrpc-stdio", "netrpc", Ending::Graceful),
+        |r| r,
+        |_, o, e| {
+            let total = json!(256 * 1024 + 16 * 1024 * 1024);
+            e.eq(o, "call", json!("ok"))
+                .eq(o, "stdout_bytes", total.clone())
+                .eq(o, "stderr_bytes", total)
+                .eq(o, "stdout_intact", json!(true))
+                .eq(o, "stderr_intact", json!(true));
+            netrpc_stopped(p, o, e);
+        },
+    )
+    .await;
+}
+pairings!(netrpc_stdio: netrpc_plain);
+
+/// A netrpc plugin's log lines reach the host's log at info, with their field.
+async fn netrpc_logs(p: Pairing) {
+    cell(
+        p,
+        ("netrpc-logs", "netrpc", Ending::Graceful),
+        |r| r,
+        |_, o, e| {
+            let lines = o.get("log_lines").to_string();
+            e.that(
+                lines.contains("[INFO]")
+                    && lines.contains("key=hello")
+                    && lines.contains("key=answer"),
+                || format!("plugin log lines: {lines}"),
+            );
+            netrpc_stopped(p, o, e);
+        },
+    )
+    .await;
+}
+pairings!(netrpc_logs: netrpc_plain);
+
+/// `Control.Ping`, then `Control.Quit` stops the plugin gracefully; a ping after fails.
+async fn netrpc_ping(p: Pairing) {
+    cell(
+        p,
+        ("netrpc-ping", "netrpc", Ending::Graceful),
+        |r| r,
+        |_, o, e| {
+            e.eq(o, "ping", json!("ok"));
+            netrpc_stopped(p, o, e);
+            let after = o.text("ping_after_kill");
+            e.that(after.starts_with("error"), || {
+                format!("ping after kill: {after:?}")
+            });
+        },
+    )
+    .await;
+}
+pairings!(netrpc_ping: netrpc);
+
+/// The plugin dies in the middle of a netrpc call: the call fails fast, the exit is observed.
+async fn netrpc_crash(p: Pairing) {
+    cell(
+        p,
+        ("netrpc-crash", "netrpc", Ending::Killed),
+        |r| r,
+        crash_checks,
+    )
+    .await;
+}
+pairings!(netrpc_crash: netrpc_plain);
+
+/// go-plugin's examples/negotiated: version 2 is netrpc, 3 is gRPC. Offered both, the plugin
+/// picks 3 (gRPC); offered 2 only, netrpc. The host calls `Double` either way.
+async fn negotiated(p: Pairing) {
+    for (offered, version, protocol) in [("2,3", 3, "grpc"), ("2", 2, "netrpc")] {
+        cell(
+            p,
+            ("negotiated", "negotiated", Ending::Graceful),
+            |r| r.env("FIXTURE_VERSIONS", offered),
+            |_, o, e| {
+                e.eq(o, "version", json!(version))
+                    .eq(o, "protocol", json!(protocol))
+                    .eq(o, "double", json!(42));
+                netrpc_stopped(p, o, e);
+            },
+        )
+        .await;
+    }
+}
+pairings!(negotiated: netrpc_plain);
+
+/// The application's own TLS under yamux (go-plugin's `TLSConfig` / `TLSProvider` with netrpc).
+async fn netrpc_manual_tls(p: Pairing) {
+    cell(
+        Pairing {
+            tls: Tls::Manual,
+            ..p
+        },
+        ("netrpc-calls", "netrpc-manual-tls", Ending::Graceful),
+        |r| r,
+        |_, o, e| {
+            e.eq(o, "double", json!(42))
+                .eq(o, "echo_equal", json!(true));
+            netrpc_stopped(p, o, e);
+        },
+    )
+    .await;
+}
+pairings!(netrpc_manual_tls: netrpc_plain);
+
+/// A netrpc plugin in debug mode: a host attaches with `Protocol: "netrpc"`, calls it, leaves
+/// it running (test mode), and notices when it ends.
+async fn netrpc_reattach(host: Lang, plugin: Lang) {
+    let f = fixtures();
+    let mut debug =
+        DebugPlugin::start_mode(&f.plugin(plugin, GoGrpc::Pinned), "netrpc-debug").await;
+    let outcome = Run::host(
+        &f.host(host, GoGrpc::Pinned),
+        Path::new("unused"),
+        "netrpc-debug",
+        "netrpc-reattach",
+    )
+    .env("FIXTURE_REATTACH", debug.reattach.clone())
+    .run()
+    .await;
+    let mut e = Expect::default();
+    e.that(outcome.success(), || {
+        "the host fixture did not finish".into()
+    })
+    .that(debug.reattach.contains("\"netrpc\""), || {
+        format!("the reattach configuration says: {}", debug.reattach)
+    })
+    .eq(&outcome, "double", json!(42))
+    .eq(&outcome, "alive_after_kill", json!(true))
+    .eq(&outcome, "exit_observed", json!(true))
+    .that(debug.exited_within(Duration::from_secs(5)).await, || {
+        "the plugin kept running".into()
+    })
+    .that(debug.leftovers().is_empty(), || {
+        format!("left behind: {:?}", debug.leftovers())
+    });
+    verdict(
+        &format!("{host}-host/{plugin}-plugin/netrpc-reattach"),
+        &outcome,
+        e.result(),
+    );
+}
+
+mod netrpc_reattach {
+    use super::*;
+    #[tokio::test]
+    async fn go_go() {
+        netrpc_reattach(Lang::Go, Lang::Go).await;
+    }
+    #[tokio::test]
+    async fn go_rust() {
+        netrpc_reattach(Lang::Go, Lang::Rust).await;
+    }
+    #[tokio::test]
+    async fn rust_go() {
+        netrpc_reattach(Lang::Rust, Lang::Go).await;
+    }
+    #[tokio::test]
+    async fn rust_rust() {
+        netrpc_reattach(Lang::Rust, Lang::Rust).await;
     }
 }

@@ -8,10 +8,9 @@ use plugwire_protocol::Protocol;
 use plugwire_protocol::handshake::HandshakeLine;
 use plugwire_protocol::reattach::ReattachConfig;
 use plugwire_runtime::transport;
-use tonic::transport::Channel;
 
 use crate::config::PluginConfig;
-use crate::connect::{self, Assembly, Connected};
+use crate::connect::{self, Assembly, Connected, Link};
 use crate::error::{Error, ErrorKind};
 use crate::plugin::{Plugin, TlsMode};
 use crate::process::{self, Process};
@@ -36,17 +35,9 @@ pub(crate) async fn attach(
             "gRPC broker multiplexing is not supported with Reattach config",
         ));
     }
-    match reattach.protocol() {
-        Ok(Protocol::Grpc) => {}
-        Ok(_netrpc) => return Err(connect::netrpc_unsupported(ErrorKind::Config)),
-        Err(e) => {
-            return Err(Error::with_source(
-                ErrorKind::Config,
-                "invalid reattach configuration",
-                e,
-            ));
-        }
-    }
+    let protocol = reattach
+        .protocol()
+        .map_err(|e| Error::with_source(ErrorKind::Config, "invalid reattach configuration", e))?;
     let network = reattach
         .address()
         .map_err(|e| Error::with_source(ErrorKind::Config, "invalid reattach configuration", e))?
@@ -55,7 +46,7 @@ pub(crate) async fn attach(
         reattach.protocol_version,
         network,
         reattach.addr.string.clone(),
-        Protocol::Grpc,
+        protocol,
     );
     let address = connect::translate(config.translator.as_deref(), &line)?;
     let not_found = |why: String| {
@@ -74,8 +65,18 @@ pub(crate) async fn attach(
         tracing::debug!("AutoMTLS is ignored when reattaching: no certificates are exchanged");
     }
     let tls = config.tls.clone();
-    let (broker, link) = connect::broker(&config, tls.clone().unwrap_or_default(), false, None);
-    let channel = connect::channel(&address, &link, config.endpoint.as_ref()).await?;
+    let link = if protocol == Protocol::NetRpc {
+        let client = tls.as_ref().and_then(|t| t.client.clone());
+        Link::NetRpc(crate::netrpc::connect(&address, client, config.gob_limits.clone()).await?)
+    } else {
+        let (broker, link) = connect::broker(&config, tls.clone().unwrap_or_default(), false, None);
+        let channel = connect::channel(&address, &link, config.endpoint.as_ref()).await?;
+        Link::Grpc {
+            channel,
+            broker,
+            link,
+        }
+    };
     let plugins = config
         .versions
         .get(&reattach.protocol_version)
@@ -85,12 +86,10 @@ pub(crate) async fn attach(
         timings: None,
         name: std::mem::take(&mut config.name),
         version: reattach.protocol_version,
-        protocol: Protocol::Grpc,
+        protocol,
         plugins,
         address,
         connected: Connected {
-            channel,
-            broker,
             link,
             tls: if tls.is_some() {
                 TlsMode::Manual
@@ -108,13 +107,17 @@ pub(crate) async fn attach(
 
 /// A reattached plugin without a pid is gone when it no longer answers (go-plugin cannot tell
 /// at all); checked every [`NO_PID_POLL`] for as long as the `Plugin` lives.
-pub(crate) async fn watch_without_pid(channel: Channel, process: Arc<Process>) {
+pub(crate) async fn watch_without_pid<F, Fut>(gone: F, process: Arc<Process>)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
     loop {
         tokio::select! {
             () = tokio::time::sleep(NO_PID_POLL) => {}
             () = process.exited().cancelled() => return,
         }
-        if crate::kill::gone(&channel).await {
+        if gone().await {
             process.mark_exited();
             return;
         }
@@ -151,12 +154,15 @@ mod tests {
             err.to_string(),
             "gRPC broker multiplexing is not supported with Reattach config"
         );
-        let mut netrpc = reattach();
-        netrpc.protocol = String::new();
-        let err = Plugin::launch(PluginConfig::reattach(netrpc).build())
+        let mut bogus = reattach();
+        bogus.protocol = "carrier-pigeon".into();
+        let err = Plugin::launch(PluginConfig::reattach(bogus).build())
             .await
-            .expect_err("empty protocol means netrpc");
+            .expect_err("unknown protocol");
         assert_eq!(err.kind(), ErrorKind::Config);
-        assert!(err.to_string().contains("speaks netrpc"), "{err}");
+        assert!(
+            err.to_string().contains("invalid reattach configuration"),
+            "{err}"
+        );
     }
 }

@@ -16,6 +16,7 @@ use plugwire_runtime::grpc::EndpointHook;
 use plugwire_runtime::tls::TlsConfigs;
 
 use crate::log::RawSink;
+use crate::netrpc::Limits;
 use crate::secure::SecureConfig;
 use crate::writer::Sink;
 
@@ -46,6 +47,7 @@ pub struct PluginConfig {
     pub(crate) own_process_group: bool,
     pub(crate) translator: Option<Arc<dyn AddressTranslator>>,
     pub(crate) endpoint: Option<EndpointHook>,
+    pub(crate) gob_limits: Limits,
 }
 
 /// Where the plugin comes from.
@@ -126,6 +128,7 @@ impl PluginConfig {
                 own_process_group: true,
                 translator: None,
                 endpoint: None,
+                gob_limits: Limits::default(),
             },
         }
     }
@@ -187,12 +190,23 @@ impl PluginConfigBuilder {
     }
 
     /// The protocols accepted in the plugin's handshake line (go-plugin's `AllowedProtocols`;
-    /// default `[Grpc]`, where go-plugin's is netrpc only). A plugin that answers with a protocol
-    /// not in the list is refused with go-plugin's "unsupported plugin protocol" error. plugwire
-    /// speaks gRPC only so far: the list must contain [`Protocol::Grpc`], and a plugin answering
-    /// netrpc is refused with an error that says so even when netrpc is allowed.
+    /// default `[Grpc]`, where go-plugin's is netrpc only, since nearly every plugin today speaks
+    /// gRPC). A plugin that answers with a protocol not in the list is refused with go-plugin's
+    /// "unsupported plugin protocol" error. Allow [`Protocol::NetRpc`] to load plugins that speak
+    /// go-plugin's net/rpc protocol, then talk to them through [`Plugin::netrpc`]; allow both to
+    /// take whichever the plugin picks (go-plugin's examples/negotiated).
+    ///
+    /// [`Plugin::netrpc`]: crate::Plugin::netrpc
     pub fn allowed_protocols(mut self, protocols: impl IntoIterator<Item = Protocol>) -> Self {
         self.config.allowed_protocols = protocols.into_iter().collect();
+        self
+    }
+
+    /// Budgets for the gob values a netrpc plugin sends (default [`Limits::default`]: messages
+    /// up to 64 MiB, values nested up to 256 levels). Replies beyond them end the connection
+    /// with an error that names the limit, before anything is decoded.
+    pub fn gob_limits(mut self, limits: Limits) -> Self {
+        self.config.gob_limits = limits;
         self
     }
 

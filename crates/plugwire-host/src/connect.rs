@@ -1,6 +1,6 @@
 //! Connecting to a plugin whose handshake line was accepted (or that is reattached to): the main
-//! gRPC channel, the broker, the `GRPCBroker` and `GRPCStdio` streams a Go host opens at once,
-//! and the [`Plugin`] handle.
+//! gRPC channel, the broker, the `GRPCBroker` and `GRPCStdio` streams a Go host opens at once
+//! (or, for netrpc, the session of `netrpc.rs`), and the [`Plugin`] handle.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use plugwire_runtime::broker::{
     AddressTranslator, Broker, BrokerConfig, BrokerLink, BrokerListen, PeerSocketHook,
 };
 use plugwire_runtime::grpc::{self, EndpointHook};
+use plugwire_runtime::netrpc::HostSession;
 use plugwire_runtime::pb::grpc_broker_client::GrpcBrokerClient;
 use plugwire_runtime::tls::TlsConfigs;
 use plugwire_runtime::transport::{self, Address};
@@ -23,7 +24,7 @@ use tonic::transport::Channel;
 use crate::attach::watch_without_pid;
 use crate::config::PluginConfig;
 use crate::error::{Error, ErrorKind};
-use crate::plugin::{Negotiated, Plugin, Timings, TlsMode};
+use crate::plugin::{Negotiated, Plugin, Timings, TlsMode, Wire};
 use crate::process::Process;
 
 /// The host's broker for one plugin: brokered listeners go where the plugin's socket may
@@ -133,10 +134,18 @@ pub(crate) async fn channel(
 
 /// What connecting produced.
 pub(crate) struct Connected {
-    pub(crate) channel: Channel,
-    pub(crate) broker: Broker,
-    pub(crate) link: BrokerLink,
+    pub(crate) link: Link,
     pub(crate) tls: TlsMode,
+}
+
+/// The connection, by protocol, before the handle is built.
+pub(crate) enum Link {
+    Grpc {
+        channel: Channel,
+        broker: Broker,
+        link: BrokerLink,
+    },
+    NetRpc(HostSession),
 }
 
 /// The parts of a connected plugin.
@@ -157,38 +166,68 @@ pub(crate) struct Assembly {
 
 /// Starts the broker and stdio streams and builds the handle.
 pub(crate) fn assemble(mut parts: Assembly) -> Plugin {
-    let Connected {
-        channel,
-        broker,
-        link,
-        tls,
-    } = parts.connected;
     let sinks = crate::stdio::Sinks {
         stdout: parts.config.sync_stdout.take(),
         stderr: parts.config.sync_stderr.take(),
     };
-    let closing = link.clone();
-    let stdio = tokio::spawn(crate::stdio::run(
-        channel.clone(),
-        parts.name.clone(),
-        sinks,
-        move || closing.is_closed(),
-    ));
-    let mut background = vec![tokio::spawn(run_broker_stream(
-        channel.clone(),
-        link.clone(),
-    ))];
-    if !parts.process.launched() && parts.process.pid().is_none() {
-        background.push(tokio::spawn(watch_without_pid(
-            channel.clone(),
-            parts.process.clone(),
-        )));
-    }
+    let watch = !parts.process.launched() && parts.process.pid().is_none();
+    let mut background = Vec::new();
+    let (wire, stdio, multiplexed) = match parts.connected.link {
+        Link::Grpc {
+            channel,
+            broker,
+            link,
+        } => {
+            let closing = link.clone();
+            let stdio = tokio::spawn(crate::stdio::run(
+                channel.clone(),
+                parts.name.clone(),
+                sinks,
+                move || closing.is_closed(),
+            ));
+            background.push(tokio::spawn(run_broker_stream(
+                channel.clone(),
+                link.clone(),
+            )));
+            if watch {
+                let channel = channel.clone();
+                background.push(tokio::spawn(watch_without_pid(
+                    move || {
+                        let channel = channel.clone();
+                        async move { crate::kill::gone(&channel).await }
+                    },
+                    parts.process.clone(),
+                )));
+            }
+            let multiplexed = link.is_multiplexed();
+            (Wire::Grpc { channel, broker }, stdio, multiplexed)
+        }
+        Link::NetRpc(session) => {
+            let (netrpc, stdio) = crate::netrpc::start(
+                session,
+                parts.plugins.clone(),
+                parts.version,
+                &parts.name,
+                sinks,
+            );
+            if watch {
+                let netrpc = netrpc.clone();
+                background.push(tokio::spawn(watch_without_pid(
+                    move || {
+                        let netrpc = netrpc.clone();
+                        async move { netrpc.gone().await }
+                    },
+                    parts.process.clone(),
+                )));
+            }
+            (Wire::NetRpc(netrpc), stdio, false)
+        }
+    };
     let negotiated = Negotiated {
         protocol: parts.protocol,
         version: parts.version,
-        tls,
-        multiplexed: link.is_multiplexed(),
+        tls: parts.connected.tls,
+        multiplexed,
     };
     Plugin {
         name: parts.name,
@@ -197,12 +236,11 @@ pub(crate) fn assemble(mut parts: Assembly) -> Plugin {
         plugins: parts.plugins,
         address: parts.address,
         handshake: parts.handshake,
-        channel,
+        wire,
         process: parts.process,
         stderr_done: Mutex::new(parts.stderr_task),
         stdio_done: Mutex::new(Some(stdio)),
         background,
-        broker,
         killed: Mutex::new(None),
         reattached: parts.reattached,
     }
@@ -227,15 +265,6 @@ async fn run_broker_stream(channel: Channel, broker: BrokerLink) {
         () = call => {}
         () = broker.closed() => {}
     }
-}
-
-/// The error for a plugin that answers (or is configured) with go-plugin's net/rpc protocol.
-pub(crate) fn netrpc_unsupported(kind: ErrorKind) -> Error {
-    Error::new(
-        kind,
-        "the plugin speaks netrpc (go-plugin's net/rpc protocol), which plugwire does not speak \
-         yet: only gRPC plugins can be loaded; rebuild the plugin for gRPC if it supports both",
-    )
 }
 
 #[cfg(test)]

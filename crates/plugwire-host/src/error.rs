@@ -26,6 +26,8 @@ pub enum ErrorKind {
     UnknownPlugin,
     /// A call to the plugin failed.
     Rpc,
+    /// The call is for the other protocol: a gRPC call to a netrpc plugin, or the reverse.
+    Protocol,
     /// Reattaching found no running plugin.
     NotFound,
 }

@@ -9,7 +9,7 @@ use plugwire_runtime::pb::grpc_controller_client::GrpcControllerClient;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
-use crate::plugin::Plugin;
+use crate::plugin::{Plugin, Wire};
 use crate::process::{self, Process};
 
 /// How long [`Plugin::kill`] gives a plugin, from the `GRPCController/Shutdown` call to its exit,
@@ -54,15 +54,25 @@ impl Plugin {
             *killed = Some(report);
             return report;
         }
-        // As go-plugin: close the broker first, then ask for shutdown.
-        self.broker.close();
         let mut graceful = false;
         if !self.exited() {
             let deadline = tokio::time::Instant::now() + GRACEFUL_EXIT_TIMEOUT;
-            let mut controller = GrpcControllerClient::new(self.channel.clone());
             // The plugin may stop serving before answering (Go plugins do): the result is
             // irrelevant, only the exit counts.
-            let _ = tokio::time::timeout_at(deadline, controller.shutdown(Empty {})).await;
+            match &self.wire {
+                Wire::Grpc { channel, broker } => {
+                    // As go-plugin: close the broker first, then ask for shutdown.
+                    broker.close();
+                    let mut controller = GrpcControllerClient::new(channel.clone());
+                    let _ = tokio::time::timeout_at(deadline, controller.shutdown(Empty {})).await;
+                }
+                Wire::NetRpc(netrpc) => {
+                    // As go-plugin's `RPCClient.Close`: `Control.Quit`, then close the
+                    // connection (a plugwire plugin waits for that to end its session).
+                    let _ = tokio::time::timeout_at(deadline, netrpc.quit()).await;
+                    netrpc.close();
+                }
+            }
             graceful = self.exited_by(deadline).await;
             match (graceful, self.process.launched()) {
                 (true, _) => {}
@@ -77,6 +87,7 @@ impl Plugin {
                 ),
             }
         }
+        self.wire.close();
         // The forwarded output ends with the connection: take all of it.
         if !drain(&mut *self.stdio_done.lock().await, STDERR_DRAIN_TIMEOUT).await {
             tracing::warn!(plugin = %self.name, "the plugin's forwarded output did not end: stopped reading");
@@ -101,7 +112,7 @@ impl Plugin {
             return self.exited();
         }
         loop {
-            if gone(&self.channel).await {
+            if self.wire.gone().await {
                 self.process.mark_exited();
                 return true;
             }

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::attach::attach;
 use crate::config::{PluginConfig, Source};
-use crate::connect::{self, Assembly, Connected};
+use crate::connect::{self, Assembly, Connected, Link};
 use crate::error::{Error, ErrorKind};
 use crate::kill::{drain, finish};
 use crate::lines::BoundedLines;
@@ -222,11 +222,6 @@ impl Started {
         let line_at = std::time::Instant::now();
         self.timings.handshake_line = line_at - self.spawned_at;
         tracing::debug!(plugin = %self.name, version = line.app_version, "using plugin");
-        if line.protocol == Protocol::NetRpc {
-            return Err(self
-                .fail(connect::netrpc_unsupported(ErrorKind::Handshake))
-                .await);
-        }
 
         let (tls, tls_mode) = match (identity, &config.tls) {
             (Some(identity), _) => match auto_mtls(&identity, &line) {
@@ -240,22 +235,32 @@ impl Started {
             Ok(address) => address,
             Err(e) => return Err(self.fail(e).await),
         };
-        let (broker, link) = connect::broker(
-            &config,
-            tls,
-            config.multiplex,
-            Some(self.process.socket_hook()),
-        );
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let channel = connect::channel(&address, &link, config.endpoint.as_ref());
-        match tokio::time::timeout(remaining, channel).await {
-            Ok(Ok(channel)) => Ok(self.connected_after(line_at).connected(
+        let link = async {
+            if line.protocol == Protocol::NetRpc {
+                return crate::netrpc::connect(&address, tls.client, config.gob_limits.clone())
+                    .await
+                    .map(Link::NetRpc);
+            }
+            let (broker, link) = connect::broker(
+                &config,
+                tls,
+                config.multiplex,
+                Some(self.process.socket_hook()),
+            );
+            let channel = connect::channel(&address, &link, config.endpoint.as_ref()).await?;
+            Ok(Link::Grpc {
+                channel,
+                broker,
+                link,
+            })
+        };
+        match tokio::time::timeout(remaining, link).await {
+            Ok(Ok(link)) => Ok(self.connected_after(line_at).connected(
                 config,
                 line,
                 address,
                 Connected {
-                    channel,
-                    broker,
                     link,
                     tls: tls_mode,
                 },
@@ -385,10 +390,10 @@ fn check_config(config: &PluginConfig) -> Result<(), Error> {
             "no plugin versions configured: call PluginConfigBuilder::plugins at least once",
         ));
     }
-    if !config.allowed_protocols.contains(&Protocol::Grpc) {
+    if config.allowed_protocols.is_empty() {
         return Err(Error::new(
             ErrorKind::Config,
-            "plugwire hosts speak gRPC only: allowed_protocols must include Protocol::Grpc",
+            "allowed_protocols is empty: allow Protocol::Grpc, Protocol::NetRpc or both",
         ));
     }
     Ok(())

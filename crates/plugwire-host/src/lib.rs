@@ -29,7 +29,7 @@
 //! |---|---|
 //! | `plugin.NewClient(&ClientConfig{...})` + `Start` + `Client()` | [`Plugin::launch`]`(config).await` |
 //! | `ClientConfig{Cmd, HandshakeConfig, VersionedPlugins, ...}` | [`PluginConfig::builder`] |
-//! | `rpcClient.Dispense(name)` | [`Plugin::dispense`]`(name, KvClient::new)` |
+//! | `rpcClient.Dispense(name)` | [`Plugin::dispense`]`(name, KvClient::new)` (gRPC), [`Plugin::netrpc`]`()?.dispense(name)` ([netrpc](crate::netrpc)) |
 //! | `Ping()` / `Kill()` / `Exited()` | [`Plugin::ping`] / [`Plugin::kill`] / [`Plugin::exited`] |
 //! | `NegotiatedVersion()` | [`Plugin::version`] |
 //! | the `GRPCBroker` given to `GRPCClient` | [`Plugin::broker`] |
@@ -66,6 +66,7 @@ mod launch;
 mod lines;
 mod log;
 mod managed;
+pub mod netrpc;
 mod plugin;
 mod process;
 mod secure;

@@ -1,5 +1,6 @@
 //! A connected plugin (go-plugin's `Client` once started): what was negotiated, dispensing
-//! clients, ping, exit. Launching, attaching and killing are in their own modules.
+//! clients, ping, exit. Launching, attaching and killing are in their own modules; the netrpc
+//! connection is in `netrpc.rs`.
 
 use std::collections::BTreeSet;
 use std::process::ExitStatus;
@@ -19,9 +20,12 @@ use tonic::transport::Channel;
 use crate::client::GrpcClient;
 use crate::error::{Error, ErrorKind};
 use crate::kill::KillReport;
+use crate::netrpc::NetRpc;
 use crate::process::Process;
 
-/// A running plugin process and the gRPC connection to it.
+/// A running plugin process and the connection to it: gRPC (tonic clients from
+/// [`Plugin::dispense`]) or, for a plugin that speaks go-plugin's net/rpc protocol, netrpc
+/// ([`Plugin::netrpc`]).
 ///
 /// Dropping a `Plugin` SIGKILLs the process if it is still running (with its process group) and
 /// stops what the host serves through its broker; call [`Plugin::kill`] for a graceful stop.
@@ -33,15 +37,39 @@ pub struct Plugin {
     pub(crate) plugins: BTreeSet<String>,
     pub(crate) address: Address,
     pub(crate) handshake: Option<HandshakeLine>,
-    pub(crate) channel: Channel,
+    pub(crate) wire: Wire,
     pub(crate) process: Arc<Process>,
     pub(crate) stderr_done: Mutex<Option<JoinHandle<()>>>,
     pub(crate) stdio_done: Mutex<Option<JoinHandle<()>>>,
     pub(crate) background: Vec<JoinHandle<()>>,
-    pub(crate) broker: Broker,
     pub(crate) killed: Mutex<Option<KillReport>>,
     /// Set for a reattached plugin (its configuration, as given).
     pub(crate) reattached: Option<ReattachConfig>,
+}
+
+/// The connection, by protocol.
+#[derive(Debug)]
+pub(crate) enum Wire {
+    Grpc { channel: Channel, broker: Broker },
+    NetRpc(NetRpc),
+}
+
+impl Wire {
+    /// Stops what the host serves through its broker (and, for netrpc, the session).
+    pub(crate) fn close(&self) {
+        match self {
+            Wire::Grpc { broker, .. } => broker.close(),
+            Wire::NetRpc(netrpc) => netrpc.close(),
+        }
+    }
+
+    /// Whether the plugin is gone: it cannot be reached any more.
+    pub(crate) async fn gone(&self) -> bool {
+        match self {
+            Wire::Grpc { channel, .. } => crate::kill::gone(channel).await,
+            Wire::NetRpc(netrpc) => netrpc.gone().await,
+        }
+    }
 }
 
 /// What host and plugin agreed on.
@@ -133,26 +161,72 @@ impl Plugin {
 
     /// The host's broker for this plugin (go-plugin's `GRPCBroker`): serve callbacks to the
     /// plugin ([`Broker::accept_and_serve`]) or dial services it serves ([`Broker::dial`]).
+    /// A netrpc plugin's broker is [`NetRpc::broker`].
     ///
     /// ```no_run
     /// # async fn f(plugin: plugwire_host::Plugin) -> Result<(), Box<dyn std::error::Error>> {
     /// # let add_helper = tonic_health::server::health_reporter().1;
     /// // go-plugin's examples/bidirectional: serve AddHelper for one call, pass its id.
-    /// let id = plugin.broker().next_id();
-    /// let served = plugin.broker().accept_and_serve(id, add_helper).await?;
+    /// let broker = plugin.broker()?;
+    /// let id = broker.next_id();
+    /// let served = broker.accept_and_serve(id, add_helper).await?;
     /// // counter.put(PutRequest { add_server: id, .. }).await?;
     /// served.stop().await;
     /// // Dial a service the plugin serves under an id it returned.
-    /// let channel = plugin.broker().dial(1).await?;
+    /// let channel = broker.dial(1).await?;
     /// # let _ = channel; Ok(()) }
     /// ```
-    pub fn broker(&self) -> &Broker {
-        &self.broker
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Protocol`] for a netrpc plugin.
+    pub fn broker(&self) -> Result<&Broker, Error> {
+        match &self.wire {
+            Wire::Grpc { broker, .. } => Ok(broker),
+            Wire::NetRpc(_) => Err(self.wrong_protocol("broker()", "netrpc()?.broker()")),
+        }
     }
 
     /// The gRPC channel to the plugin, for any tonic client.
-    pub fn channel(&self) -> Channel {
-        self.channel.clone()
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Protocol`] for a netrpc plugin.
+    pub fn channel(&self) -> Result<Channel, Error> {
+        match &self.wire {
+            Wire::Grpc { channel, .. } => Ok(channel.clone()),
+            Wire::NetRpc(_) => Err(self.wrong_protocol("channel()", "netrpc()")),
+        }
+    }
+
+    /// The net/rpc connection to a plugin that speaks go-plugin's netrpc protocol: dispense
+    /// net/rpc clients from it (see [`crate::netrpc`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Protocol`] for a gRPC plugin.
+    pub fn netrpc(&self) -> Result<&NetRpc, Error> {
+        match &self.wire {
+            Wire::NetRpc(netrpc) => Ok(netrpc),
+            Wire::Grpc { .. } => Err(Error::new(
+                ErrorKind::Protocol,
+                format!(
+                    "plugin {} speaks gRPC, not netrpc: use dispense(), channel() and broker()",
+                    self.name
+                ),
+            )),
+        }
+    }
+
+    fn wrong_protocol(&self, call: &str, instead: &str) -> Error {
+        Error::new(
+            ErrorKind::Protocol,
+            format!(
+                "plugin {} speaks netrpc (go-plugin's net/rpc protocol), so it has no gRPC {call}: \
+                 use {instead}",
+                self.name
+            ),
+        )
     }
 
     /// A typed client for plugin `name` of the negotiated version, made by `make` from the
@@ -163,6 +237,8 @@ impl Plugin {
     /// default refuses replies over 4 MiB); set others on the client it returns. Generated
     /// clients take part through [`GrpcClient`], implemented with [`grpc_client!`].
     ///
+    /// For a netrpc plugin this is [`ErrorKind::Protocol`]: dispense from [`Plugin::netrpc`].
+    ///
     /// [`MAX_MESSAGE_SIZE`]: crate::MAX_MESSAGE_SIZE
     /// [`grpc_client!`]: crate::grpc_client
     pub fn dispense<T: GrpcClient>(
@@ -170,6 +246,12 @@ impl Plugin {
         name: &str,
         make: impl FnOnce(Channel) -> T,
     ) -> Result<T, Error> {
+        let channel = match &self.wire {
+            Wire::Grpc { channel, .. } => channel.clone(),
+            Wire::NetRpc(_) => {
+                return Err(self.wrong_protocol("dispense()", "netrpc()?.dispense(name).await"));
+            }
+        };
         if !self.plugins.contains(name) {
             return Err(Error::new(
                 ErrorKind::UnknownPlugin,
@@ -179,13 +261,23 @@ impl Plugin {
                 ),
             ));
         }
-        Ok(make(self.channel.clone()).message_limits(MAX_MESSAGE_SIZE, MAX_MESSAGE_SIZE))
+        Ok(make(channel).message_limits(MAX_MESSAGE_SIZE, MAX_MESSAGE_SIZE))
     }
 
-    /// Checks the plugin answers: a health check of service `plugin`. Only a failed call counts as
-    /// failure (as in go-plugin, a `NOT_SERVING` answer passes).
+    /// Checks the plugin answers: a health check of service `plugin` (gRPC; as in go-plugin, a
+    /// `NOT_SERVING` answer passes, only a failed call counts as failure), or `Control.Ping`
+    /// (netrpc).
     pub async fn ping(&self) -> Result<(), Error> {
-        let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel.clone());
+        let channel = match &self.wire {
+            Wire::Grpc { channel, .. } => channel.clone(),
+            Wire::NetRpc(netrpc) => {
+                return netrpc
+                    .ping()
+                    .await
+                    .map_err(|e| Error::with_source(ErrorKind::Rpc, "plugin ping failed", e));
+            }
+        };
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
         health
             .check(tonic_health::pb::HealthCheckRequest {
                 service: "plugin".into(),
@@ -221,7 +313,7 @@ impl Plugin {
 impl Drop for Plugin {
     fn drop(&mut self) {
         // Brokered servers the host serves stop and remove their sockets.
-        self.broker.close();
+        self.wire.close();
         for task in &self.background {
             task.abort();
         }

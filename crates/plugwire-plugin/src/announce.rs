@@ -4,7 +4,7 @@
 use std::io::{self, Write as _};
 
 use plugwire_protocol::Address;
-use plugwire_protocol::handshake::{HandshakeLine, Protocol};
+use plugwire_protocol::handshake::HandshakeLine;
 use plugwire_protocol::reattach::{self, ReattachConfig};
 
 use crate::serve::ServeError;
@@ -20,7 +20,7 @@ pub(crate) fn announce(
         None => line.to_string(),
         Some(name) => {
             let address = Address::new(line.network, &line.address);
-            let mut reattach = ReattachConfig::new(Protocol::Grpc, line.app_version, &address, pid);
+            let mut reattach = ReattachConfig::new(line.protocol, line.app_version, &address, pid);
             reattach.test = true;
             let map = reattach::format_map(&[(name.to_owned(), reattach)].into_iter().collect());
             eprintln!(

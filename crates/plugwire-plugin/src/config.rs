@@ -11,6 +11,8 @@ use plugwire_runtime::broker::Broker;
 use plugwire_runtime::grpc::ServerHook;
 use plugwire_runtime::tls::TlsConfigs;
 use tokio_util::sync::CancellationToken;
+
+use crate::netrpc::{Limits, NetRpcPluginSet};
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::service::{Routes, RoutesBuilder};
@@ -141,10 +143,17 @@ pub enum Transport {
 pub type TlsProvider =
     Box<dyn FnOnce() -> Result<TlsConfigs, Box<dyn std::error::Error + Send + Sync>> + Send>;
 
+/// The plugins of one version, and so the protocol they are served with.
+#[derive(Debug)]
+pub(crate) enum Set {
+    Grpc(PluginSet),
+    NetRpc(NetRpcPluginSet),
+}
+
 /// Everything [`serve`](crate::serve) needs. Built with [`ServeConfig::builder`].
 pub struct ServeConfig {
     pub(crate) cookie: MagicCookie,
-    pub(crate) sets: BTreeMap<u32, PluginSet>,
+    pub(crate) sets: BTreeMap<u32, Set>,
     pub(crate) transport: Transport,
     pub(crate) tls_provider: Option<TlsProvider>,
     pub(crate) descriptor_sets: Vec<&'static [u8]>,
@@ -154,6 +163,7 @@ pub struct ServeConfig {
     pub(crate) server_hook: Option<ServerHook>,
     pub(crate) layer: Option<RoutesLayer>,
     pub(crate) shutdown: Option<CancellationToken>,
+    pub(crate) gob_limits: Limits,
 }
 
 /// Wraps the plugin's routes (see [`ServeConfigBuilder::layer`]).
@@ -186,6 +196,7 @@ impl ServeConfig {
                 server_hook: None,
                 layer: None,
                 shutdown: None,
+                gob_limits: Limits::default(),
             },
         }
     }
@@ -200,9 +211,25 @@ pub struct ServeConfigBuilder {
 impl ServeConfigBuilder {
     /// Serves `set` for app-protocol version `version` (go-plugin's `VersionedPlugins`; a plugin
     /// with a single version is go-plugin's `ProtocolVersion` + `Plugins`). The host and plugin
-    /// agree on the highest version both have.
+    /// agree on the highest version both have. The set is served over gRPC.
     pub fn plugins(mut self, version: u32, set: PluginSet) -> Self {
-        self.config.sets.insert(version, set);
+        self.config.sets.insert(version, Set::Grpc(set));
+        self
+    }
+
+    /// Serves `set` for app-protocol version `version` over go-plugin's net/rpc protocol (see
+    /// [`crate::netrpc`]). Versions may differ in protocol (go-plugin's examples/negotiated:
+    /// netrpc for version 2, gRPC for 3); the negotiated version decides.
+    pub fn netrpc_plugins(mut self, version: u32, set: NetRpcPluginSet) -> Self {
+        self.config.sets.insert(version, Set::NetRpc(set));
+        self
+    }
+
+    /// Budgets for the gob values a host sends to netrpc plugins (default [`Limits::default`]:
+    /// messages up to 64 MiB, values nested up to 256 levels). A call beyond them ends the
+    /// connection with an error that names the limit, before anything is decoded.
+    pub fn gob_limits(mut self, limits: Limits) -> Self {
+        self.config.gob_limits = limits;
         self
     }
 

@@ -32,6 +32,7 @@
 //! | `broker.AcceptAndServe` / `broker.Dial` | [`Broker::accept_and_serve`] / [`Broker::dial`] |
 //! | `TLSProvider` | [`ServeConfigBuilder::tls_provider`] |
 //! | `ServeConfig{Test: ...}` (debug mode, reattach) | [`serve_debug`] |
+//! | a `Plugin` (net/rpc) with `Server(broker)` | [`ServeConfigBuilder::netrpc_plugins`] with a [`netrpc::NetRpcPluginSet`] |
 //!
 //! Whatever the plugin's code writes to stdout and stderr after the handshake, from any thread or
 //! task, goes to the host over `plugin.GRPCStdio`, byte for byte; log lines from [`log`] and
@@ -49,6 +50,7 @@ mod fd;
 mod host_watch;
 mod lazy;
 pub mod log;
+pub mod netrpc;
 mod panic;
 mod real_stderr;
 mod routes;

@@ -13,7 +13,7 @@ use plugwire_runtime::grpc;
 use plugwire_runtime::transport::{self, Listener};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ServeConfig, Transport};
+use crate::config::{ServeConfig, Set, Transport};
 use crate::host_watch::host_gone;
 use crate::stdio::Capture;
 
@@ -128,7 +128,7 @@ pub(crate) enum Announce {
 /// A plugin listening, not yet announced or serving.
 pub(crate) struct Prepared {
     config: ServeConfig,
-    set: crate::config::PluginSet,
+    set: Set,
     listener: Listener,
     line: HandshakeLine,
     broker: (Broker, BrokerLink),
@@ -170,11 +170,15 @@ pub(crate) async fn prepare(
 
     // Multiplex only when asked with a true value and supported; answer whenever asked at all.
     let multiplex = config.multiplex && env.multiplex_enabled();
+    let protocol = match set {
+        Set::Grpc(_) => Protocol::Grpc,
+        Set::NetRpc(_) => Protocol::NetRpc,
+    };
     let mut line = HandshakeLine::new(
         version,
         listener.address().network(),
         listener.address().to_field(),
-        Protocol::Grpc,
+        protocol,
     );
     line.server_cert = server_cert;
     line.multiplex = env.multiplex_requested().then_some(multiplex);
@@ -240,46 +244,99 @@ impl Prepared {
             watch_host(capture.as_ref(), shutdown.clone());
         }
         let (broker, link) = broker;
-        let routes = crate::routes::routes(
-            &shutdown,
-            (&broker, &link),
-            capture.as_ref().map(Capture::output),
-            set,
-            config.descriptor_sets,
-        )
-        .await;
-        let routes = match config.layer {
-            Some(layer) => layer(routes),
-            None => routes,
-        };
-
-        let (tx, incoming) = transport::incoming();
-        let accept = spawn_accept(listener, &link, tls.server.clone(), tx);
-        let server = grpc::server(config.server_hook.as_ref())
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
-        let grace = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        };
-        let result = tokio::select! {
-            result = server => result.map_err(ServeError::Server),
-            () = grace => {
-                tracing::debug!("in-flight calls did not finish within the shutdown grace period");
+        let output = capture.as_ref().map(Capture::output);
+        let result = match set {
+            Set::Grpc(set) => {
+                let routes = crate::routes::routes(
+                    &shutdown,
+                    (&broker, &link),
+                    output,
+                    set,
+                    config.descriptor_sets,
+                )
+                .await;
+                let routes = match config.layer {
+                    Some(layer) => layer(routes),
+                    None => routes,
+                };
+                let (tx, incoming) = transport::incoming();
+                let accept = spawn_accept(listener, &link, tls.server.clone(), tx);
+                let server = grpc::server(config.server_hook.as_ref())
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+                let grace = async {
+                    shutdown.cancelled().await;
+                    tokio::time::sleep(SHUTDOWN_GRACE).await;
+                };
+                let result = tokio::select! {
+                    result = server => result.map_err(ServeError::Server),
+                    () = grace => {
+                        tracing::debug!("in-flight calls did not finish within the shutdown grace period");
+                        Ok(())
+                    }
+                };
+                stop_accepting(accept).await;
+                result
+            }
+            Set::NetRpc(set) => {
+                let connections = crate::netrpc::Connections::new(
+                    set,
+                    shutdown.clone(),
+                    output,
+                    config.gob_limits,
+                );
+                serve_netrpc(listener, tls.server.clone(), connections, &shutdown).await;
                 Ok(())
             }
         };
         // Whatever ended serving, the plugin's code learns it is shutting down.
         shutdown.cancel();
         broker.close();
-        // Dropping the accept loop drops the listener, which removes the socket file.
-        accept.abort();
-        let _ = accept.await;
         if let Some(capture) = capture {
             capture.finish().await;
         }
         result
     }
+}
+
+/// Dropping the accept loop drops the listener, which removes the socket file.
+async fn stop_accepting(accept: tokio::task::JoinHandle<()>) {
+    accept.abort();
+    let _ = accept.await;
+}
+
+/// Serves the host's netrpc connections (each a session of its own, as go-plugin's
+/// `RPCServer.Serve`) until shutdown; each then gets a bounded time to deliver the remaining
+/// output and close.
+async fn serve_netrpc(
+    listener: Listener,
+    server_tls: Option<Arc<rustls::ServerConfig>>,
+    connections: crate::netrpc::Connections,
+    shutdown: &CancellationToken,
+) {
+    use futures_util::StreamExt as _;
+    let (tx, mut incoming) = transport::incoming();
+    let accept = transport::spawn_accept_loop(listener, server_tls, tx);
+    let mut serving = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            io = incoming.next() => match io {
+                Some(Ok(io)) => {
+                    serving.spawn(connections.clone().serve(io));
+                }
+                Some(Err(e)) => tracing::debug!(error = %e, "netrpc connection refused"),
+                None => break,
+            },
+            Some(_) = serving.join_next(), if !serving.is_empty() => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+    stop_accepting(accept).await;
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE + crate::netrpc::QUIT_DELIVERY, async {
+        while serving.join_next().await.is_some() {}
+    })
+    .await;
+    serving.shutdown().await;
 }
 
 /// Starts forwarding fd 1/2 to the host; a failure only costs the forwarding.

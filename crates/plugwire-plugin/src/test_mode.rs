@@ -4,7 +4,6 @@
 
 use plugwire_protocol::Address;
 use plugwire_protocol::PluginEnv;
-use plugwire_protocol::handshake::Protocol;
 use plugwire_protocol::reattach::ReattachConfig;
 use plugwire_runtime::transport::Listener;
 use tokio_util::sync::CancellationToken;
@@ -113,7 +112,7 @@ pub async fn serve_test(config: ServeConfig, test: TestConfig) -> Result<TestSer
     let prepared = prepare(config, &env, test.listener).await?;
     let line = prepared.line();
     let mut reattach = ReattachConfig::new(
-        Protocol::Grpc,
+        line.protocol,
         line.app_version,
         &Address::new(line.network, &line.address),
         std::process::id(),

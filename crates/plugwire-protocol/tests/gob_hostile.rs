@@ -39,9 +39,7 @@ fn refused_with(case: Case, limits: Limits) -> GuardError {
     }
 }
 
-fn accepted<T: gobwire::Decode + Default + Send + 'static>(
-    stream: Vec<u8>,
-) -> Vec<T> {
+fn accepted<T: gobwire::Decode + Default + Send + 'static>(stream: Vec<u8>) -> Vec<T> {
     on_stack(STACK, move || {
         decode_guarded::<T>(&stream, Limits::default())
     })

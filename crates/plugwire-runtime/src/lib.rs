@@ -12,6 +12,7 @@
 //! | [`tls`] | AutoMTLS certificates (ECDSA P-521) and pinned-peer rustls configurations |
 //! | [`broker`] | go-plugin's `GRPCBroker`, plain and multiplexed |
 //! | [`yamux`] | a yamux session wire-compatible with hashicorp/yamux (broker multiplexing, netrpc) |
+//! | [`netrpc`] | go-plugin's net/rpc protocol: session, `MuxBroker`, guarded gob |
 //! | [`pb`] | go-plugin's `plugin` protos: broker, controller, stdio |
 //!
 //! [plugwire]: https://github.com/plugwire/plugwire
@@ -19,6 +20,7 @@
 pub mod broker;
 pub mod grpc;
 mod mux;
+pub mod netrpc;
 pub mod portable;
 pub mod tls;
 pub mod transport;

@@ -87,7 +87,7 @@ async fn call(plugin: &Plugin, args: &[String]) -> anyhow::Result<()> {
                 .parse()
                 .with_context(|| format!("{value:?} is not a number"))?;
             // Serve AddHelper to the plugin for the duration of the call.
-            let broker = plugin.broker();
+            let broker = plugin.broker()?;
             let id = broker.next_id();
             let helper = broker
                 .accept_and_serve(id, Routes::new(AddHelperServer::new(Adder)))

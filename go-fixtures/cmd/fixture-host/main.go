@@ -721,6 +721,8 @@ func main() {
 			client := plugin.NewClient(&plugin.ClientConfig{
 				HandshakeConfig:  fixture.Handshake,
 				VersionedPlugins: map[int]plugin.PluginSet{rc.ProtocolVersion: {fixture.PluginName: &fixture.NetRPCPlugin{}}},
+				// A reattached client dispenses from Plugins (it never negotiates a version).
+				Plugins:          plugin.PluginSet{fixture.PluginName: &fixture.NetRPCPlugin{}},
 				AllowedProtocols: []plugin.Protocol{plugin.ProtocolNetRPC},
 				Reattach: &plugin.ReattachConfig{
 					Protocol: rc.Protocol, ProtocolVersion: rc.ProtocolVersion,

@@ -55,6 +55,8 @@ fn main() -> ExitCode {
 
     let kv = Arc::new(MemoryKv::default());
     let mut versions: &[u32] = &[1];
+    // Versions served over netrpc (go-plugin's net/rpc protocol) instead.
+    let mut netrpc_versions: &[u32] = &[];
     let mut transport = Transport::Unix;
     let mut manual_tls = false;
     let mut multiplex = true;
@@ -64,6 +66,17 @@ fn main() -> ExitCode {
         "serve" | "crash" => {}
         "catch-panics" => catch_panics = true,
         "debug" => debug = true,
+        "netrpc" => (versions, netrpc_versions) = (&[], &[1]),
+        "netrpc-manual-tls" => {
+            (versions, netrpc_versions) = (&[], &[1]);
+            manual_tls = true;
+        }
+        // As go-plugin's examples/negotiated: version 2 over netrpc, version 3 over gRPC.
+        "negotiated" => (versions, netrpc_versions) = (&[3], &[2]),
+        "netrpc-debug" => {
+            (versions, netrpc_versions) = (&[], &[1]);
+            debug = true;
+        }
         "no-mux" => multiplex = false,
         "manual-tls" => manual_tls = true,
         "mitm-cert" => return run(mitm_cert()),
@@ -129,6 +142,13 @@ fn main() -> ExitCode {
                 KvServer::from_arc(kv.clone()),
             );
         builder = builder.plugins(version, set);
+    }
+    for &version in netrpc_versions {
+        let set = plugwire_plugin::netrpc::NetRpcPluginSet::new().add(
+            plugwire_interop::PLUGIN_NAME,
+            plugwire_interop::netrpc::server,
+        );
+        builder = builder.netrpc_plugins(version, set);
     }
     run(async move {
         if debug {

@@ -102,9 +102,13 @@ struct Collector {
 
 impl Collector {
     fn new(delay: Duration) -> Self {
+        Self::checking(delay, plugwire_interop::FloodCheck::new())
+    }
+
+    fn checking(delay: Duration, check: plugwire_interop::FloodCheck) -> Self {
         Collector {
             kept: Arc::default(),
-            check: Arc::new(Mutex::new(plugwire_interop::FloodCheck::new())),
+            check: Arc::new(Mutex::new(check)),
             count: Arc::new(tokio::sync::watch::channel(0).0),
             delay,
         }
@@ -154,6 +158,9 @@ impl std::io::Write for Collector {
 struct Launch<'a> {
     options: &'a Options,
     versions: &'a [u32],
+    /// Allow netrpc (and gRPC); versions other than 3 also name a plugin `nope` the plugin
+    /// does not have, as the Go fixture host does.
+    netrpc: bool,
     cookie: MagicCookie,
     start_timeout: Option<Duration>,
     socket_dir: Option<std::path::PathBuf>,
@@ -168,6 +175,7 @@ impl<'a> Launch<'a> {
         Launch {
             options,
             versions: &[1],
+            netrpc: false,
             cookie: plugwire_interop::cookie(),
             start_timeout: None,
             socket_dir: None,
@@ -182,7 +190,14 @@ impl<'a> Launch<'a> {
         let mut builder = PluginConfig::builder(self.cookie.clone(), plugin_command(self.options))
             .stderr(self.stderr.clone());
         for &version in self.versions {
-            builder = builder.plugins(version, [PLUGIN_NAME]);
+            builder = match self.netrpc && version != 3 {
+                true => builder.plugins(version, [PLUGIN_NAME, "nope"]),
+                false => builder.plugins(version, [PLUGIN_NAME]),
+            };
+        }
+        if self.netrpc {
+            use plugwire_host::Protocol;
+            builder = builder.allowed_protocols([Protocol::NetRpc, Protocol::Grpc]);
         }
         if let Some(timeout) = self.start_timeout {
             builder = builder.start_timeout(timeout);
@@ -208,6 +223,9 @@ impl<'a> Launch<'a> {
             let negotiated = plugin.negotiated();
             report("negotiated_tls", format!("{:?}", negotiated.tls));
             report("negotiated_mux", negotiated.multiplexed);
+            if self.netrpc {
+                report("protocol", negotiated.protocol.as_str());
+            }
         }
         plugin
     }
@@ -340,6 +358,7 @@ fn status_text<T>(result: Result<T, impl std::fmt::Display>) -> String {
 }
 
 mod bench;
+mod netrpc;
 
 async fn run(options: &Options) -> anyhow::Result<()> {
     let mut launch = Launch::new(options);
@@ -349,6 +368,9 @@ async fn run(options: &Options) -> anyhow::Result<()> {
     if options.tls {
         let dir = std::env::var_os(plugwire_interop::tls::TLS_DIR_VAR).unwrap_or_default();
         launch.tls = Some(plugwire_interop::tls::configs(dir.as_ref(), "host")?);
+    }
+    if let Some(done) = netrpc::run(options, &mut launch).await {
+        return done;
     }
     match options.scenario.as_str() {
         "kv" => {
@@ -534,7 +556,7 @@ async fn run(options: &Options) -> anyhow::Result<()> {
         "knock-unaccepted" => {
             let plugin = launch.start().await?;
             let start = Instant::now();
-            let dialed = plugin.broker().dial(999).await;
+            let dialed = plugin.broker()?.dial(999).await;
             report(
                 "error",
                 match dialed {
@@ -818,7 +840,7 @@ async fn run(options: &Options) -> anyhow::Result<()> {
             // later): go-plugin's first one connects, the second times out after 5 s.
             let plugin = launch.start().await?;
             let (mut test, _) = clients(&plugin)?;
-            let broker = plugin.broker().clone();
+            let broker = plugin.broker()?.clone();
             let dial = |broker: plugwire_host::Broker| {
                 tokio::spawn(async move {
                     let start = Instant::now();
@@ -875,7 +897,7 @@ async fn run(options: &Options) -> anyhow::Result<()> {
             // broker, and removes its sockets.
             let before = (count_sockets(), count_tasks());
             let plugin = launch.start().await?;
-            let broker = plugin.broker().clone();
+            let broker = plugin.broker()?.clone();
             let id = broker.next_id();
             broker
                 .accept_and_serve(id, Routes::new(PingPongServer::new(Pong)))
@@ -1037,7 +1059,7 @@ async fn bidirectional(
     plugin: &Plugin,
     test: &mut TestClient<Channel>,
 ) -> anyhow::Result<(plugwire_host::BrokeredServer, Option<Channel>)> {
-    let broker = plugin.broker();
+    let broker = plugin.broker()?;
     let id = broker.next_id();
     let served = broker
         .accept_and_serve(id, Routes::new(PingPongServer::new(Pong)))
@@ -1063,9 +1085,9 @@ async fn counter_put(
     key: &str,
     value: i64,
 ) -> anyhow::Result<()> {
-    let id = plugin.broker().next_id();
+    let id = plugin.broker()?.next_id();
     let served = plugin
-        .broker()
+        .broker()?
         .accept_and_serve(id, Routes::new(AddHelperServer::new(Adder)))
         .await?;
     counter
