@@ -18,13 +18,17 @@ GO_PLUGIN := github.com/hashicorp/go-plugin
 # package `proto`; gRPC marshals through the Go types, so the registry conflict is harmless.
 FIXTURE_LDFLAGS := -ldflags=-X=google.golang.org/protobuf/reflect/protoregistry.conflictPolicy=ignore
 
-.PHONY: all build go-fixtures demo test check fmt-check clippy doc package package-check codegen codegen-check bench bench-smoke fuzz clean
+.PHONY: all build cli go-fixtures demo test check fmt-check clippy doc package package-check codegen codegen-check bench bench-smoke fuzz clean
 
 all: build
 
 ## build: the example programs (kv-host, kv-plugin, ...) into target/release/
 build:
 	$(CARGO) build --release -p plugwire-examples
+
+## cli: the plugwire command (inspect, call, reattach, check) into target/release/
+cli:
+	$(CARGO) build --release -p plugwire-cli
 
 ## go-fixtures: the Go fixture host and plugin, and go-plugin v1.8.0's own examples, from source
 go-fixtures:
@@ -54,9 +58,14 @@ go-fixtures:
 	cd go-fixtures && CGO_ENABLED=0 $(GO) build -o $(GO_FIXTURES)/noop ./cmd/noop
 	cd go-fixtures && $(GO) build -ldflags="-s -w" -o $(GO_FIXTURES)/kv-go-plugin-stripped $(GO_PLUGIN)/examples/grpc/plugin-go-grpc
 
-## demo: a Rust host with a Go plugin, and a Go host with a Rust plugin
-demo: build go-fixtures
+## demo: a Rust host with a Go plugin, and a Go host with a Rust plugin; the plugwire command
+demo: build cli go-fixtures
 	@scripts/demo.sh
+	@printf '\n\033[1m%s\033[0m\n' "The plugwire command on go-plugin's examples/grpc plugin"
+	@echo '$$ plugwire inspect --cookie BASIC_PLUGIN=hello -- kv-go-plugin'
+	@target/release/plugwire inspect --cookie BASIC_PLUGIN=hello -- $(GO_FIXTURES)/kv-go-plugin
+	@echo; echo '$$ plugwire check --cookie BASIC_PLUGIN=hello -- kv-go-plugin'
+	@target/release/plugwire check --cookie BASIC_PLUGIN=hello -- $(GO_FIXTURES)/kv-go-plugin
 
 ## test: everything CI runs: formatting, lints, codegen freshness, unit tests, the interop matrix
 # Interop cells mostly wait on child processes (and some on go-plugin's 5 s timeouts), so they
@@ -64,7 +73,7 @@ demo: build go-fixtures
 # The example cells use debug builds of the examples (they share the test build's dependencies).
 test: export PLUGWIRE_REQUIRE_GO := 1
 test: fmt-check clippy doc codegen-check package-check go-fixtures
-	$(CARGO) build -p plugwire-examples -p plugwire-interop
+	$(CARGO) build -p plugwire-examples -p plugwire-interop -p plugwire-cli -p plugwire-cli-fixtures
 	PLUGWIRE_EXAMPLES_DIR=$(CURDIR)/target/debug $(CARGO) test --workspace --all-targets -- --test-threads=6
 	$(CARGO) test --workspace --doc
 	$(MAKE) bench-smoke
@@ -88,15 +97,15 @@ clippy:
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
-LIBRARY_CRATES := -p plugwire-protocol -p plugwire-runtime -p plugwire-host -p plugwire-plugin
+PUBLISHED_CRATES := -p plugwire-protocol -p plugwire-runtime -p plugwire-host -p plugwire-plugin -p plugwire-cli
 
-## package: package and verify the library crates as crates.io would build them
+## package: package and verify the published crates (the libraries and the command) as crates.io would build them
 package:
-	$(CARGO) package --allow-dirty $(LIBRARY_CRATES)
+	$(CARGO) package --allow-dirty $(PUBLISHED_CRATES)
 
-# Quick: each library crate's package holds its README and licence files.
+# Quick: each published crate's package holds its README and licence files.
 package-check:
-	@for c in $(subst -p ,,$(LIBRARY_CRATES)); do \
+	@for c in $(subst -p ,,$(PUBLISHED_CRATES)); do \
 		files=$$($(CARGO) package --list --allow-dirty -p $$c 2>/dev/null) || { echo "cargo package --list failed for $$c"; exit 1; }; \
 		for f in README.md LICENSE-MIT LICENSE-APACHE; do \
 			echo "$$files" | grep -qx "$$f" || { echo "$$c: $$f is not packaged"; exit 1; }; \
@@ -112,7 +121,7 @@ codegen-check:
 
 ## fuzz: each cargo-fuzz target for FUZZ_SECONDS (default 60) from the committed seeds (needs nightly)
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := handshake_line protocol_versions cert_field hclog_line
+FUZZ_TARGETS := handshake_line protocol_versions cert_field hclog_line gob_stream netrpc_framing yamux_session
 fuzz:
 	@$(CARGO) +nightly --version >/dev/null 2>&1 || { echo "make fuzz needs a nightly toolchain: rustup toolchain install nightly"; exit 1; }
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked

@@ -113,6 +113,8 @@ fn label((host, plugin): (Lang, Lang)) -> &'static str {
 /// One workload of a fixture host.
 struct Workload {
     bench: &'static str,
+    /// The fixture plugin's mode.
+    mode: &'static str,
     tls: bool,
     env: Vec<(&'static str, String)>,
     /// Measures the host's language alone (no plugin): run as GG and RR only.
@@ -130,6 +132,11 @@ fn workloads(profile: Profile) -> Vec<Workload> {
     };
     let w = |bench, tls, env: Vec<(&'static str, String)>| Workload {
         bench,
+        mode: if bench.starts_with("netrpc-") {
+            "netrpc"
+        } else {
+            "serve"
+        },
         tls,
         env,
         host_only: false,
@@ -138,6 +145,12 @@ fn workloads(profile: Profile) -> Vec<Workload> {
         w("cold", false, vec![("BENCH_N", pick(30, 10, 3))]),
         w("cold", true, vec![("BENCH_N", pick(30, 10, 3))]),
         w("unary", false, vec![("BENCH_N", pick(10_000, 2_000, 200))]),
+        w("netrpc-cold", false, vec![("BENCH_N", pick(30, 10, 3))]),
+        w(
+            "netrpc-unary",
+            false,
+            vec![("BENCH_N", pick(10_000, 2_000, 200))],
+        ),
         w(
             "concurrent",
             false,
@@ -160,6 +173,7 @@ fn workloads(profile: Profile) -> Vec<Workload> {
         w("fleet", true, vec![("BENCH_FLEET", pick(50, 50, 5))]),
         Workload {
             bench: "crypto",
+            mode: "serve",
             tls: false,
             env: vec![("BENCH_N", pick(50, 20, 3))],
             host_only: true,
@@ -364,6 +378,7 @@ fn run_workload(
     command
         .arg("-plugin")
         .arg(bins.plugin(plugin))
+        .args(["-mode", workload.mode])
         .args(["-scenario", &format!("bench:{}", workload.bench)])
         .env("TMPDIR", &tmp)
         .env("PLUGWIRE_FIXTURE_RUNTIME", &bins.rust_plugin_runtime)
@@ -498,6 +513,18 @@ fn record(
                 &[number(r, "idle_rss_kb")? / 1024.0],
             );
         }
+        "netrpc-cold" => store.add(
+            "N1 netrpc cold start to first reply (µs)",
+            pin,
+            pairing,
+            &samples_us(r, "cold_ns")?,
+        ),
+        "netrpc-unary" => store.add(
+            "N2 netrpc unary 16 B (µs)",
+            pin,
+            pairing,
+            &samples_us(r, "lat_ns")?,
+        ),
         "concurrent" => {
             let rps = number(r, "calls")? / (number(r, "elapsed_ns")? / 1e9);
             store.add("S3 16 concurrent callers (rps)", pin, pairing, &[rps]);

@@ -142,6 +142,21 @@ const SPECS: &[Spec] = &[
         target: (Some(1_500.0), Some(0.2)),
         p99_target: None,
     },
+    // issue 12: netrpc cold start and unary p50 at most half of Go/Go netrpc's.
+    Spec {
+        figure: "N1 netrpc cold start to first reply (µs)",
+        lower_is_better: true,
+        floor: Some(SPAWN),
+        target: (None, Some(0.5)),
+        p99_target: None,
+    },
+    Spec {
+        figure: "N2 netrpc unary 16 B (µs)",
+        lower_is_better: true,
+        floor: Some(UDS),
+        target: (None, Some(0.5)),
+        p99_target: None,
+    },
     Spec {
         figure: "Kill → process gone (µs)",
         lower_is_better: true,

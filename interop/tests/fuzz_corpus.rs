@@ -44,3 +44,18 @@ fn cert_field_corpus() {
 fn hclog_line_corpus() {
     replay("hclog_line", targets::hclog_line);
 }
+
+#[test]
+fn gob_stream_corpus() {
+    replay("gob_stream", targets::gob_stream);
+}
+
+#[test]
+fn netrpc_framing_corpus() {
+    replay("netrpc_framing", targets::netrpc_framing);
+}
+
+#[test]
+fn yamux_session_corpus() {
+    replay("yamux_session", targets::yamux_session);
+}

@@ -185,6 +185,54 @@ func runBench(name string, o options) {
 		result(map[string]interface{}{"bytes": received, "elapsed_ns": since(t0)})
 		h.client.Kill()
 
+	case "netrpc-cold":
+		o.netrpc = true
+		var cold, kill []int64
+		for i := 0; i < n; i++ {
+			t0 := time.Now()
+			h := launch(o)
+			c, err := h.dispenseNetRPC(fixture.PluginName)
+			if err != nil {
+				fail("dispense: %v", err)
+			}
+			var doubled int
+			if err := c.RPC.Call("Plugin.Double", 1, &doubled); err != nil {
+				fail("double: %v", err)
+			}
+			cold = append(cold, since(t0))
+			t1 := time.Now()
+			h.client.Kill()
+			kill = append(kill, since(t1))
+		}
+		result(map[string]interface{}{"cold_ns": cold, "kill_ns": kill})
+
+	case "netrpc-unary":
+		o.netrpc = true
+		h := launch(o)
+		c, err := h.dispenseNetRPC(fixture.PluginName)
+		if err != nil {
+			fail("dispense: %v", err)
+		}
+		put := map[string]interface{}{"key": "k", "value": make([]byte, 16)}
+		if err := c.RPC.Call("Plugin.Put", put, new(interface{})); err != nil {
+			fail("put: %v", err)
+		}
+		var got []byte
+		for i := 0; i < n/10+100; i++ {
+			_ = c.RPC.Call("Plugin.Get", "k", &got)
+		}
+		lat := make([]int64, 0, n)
+		for i := 0; i < n; i++ {
+			t0 := time.Now()
+			if err := c.RPC.Call("Plugin.Get", "k", &got); err != nil {
+				fail("get: %v", err)
+			}
+			lat = append(lat, since(t0))
+		}
+		pid := h.client.ReattachConfig().Pid
+		result(map[string]interface{}{"lat_ns": lat, "idle_rss_kb": procKB(pid, "status", "VmRSS")})
+		h.client.Kill()
+
 	case "broker":
 		h, c := started(o)
 		if err := counterPut(ctx, c, "b", 1); err != nil {

@@ -158,6 +158,43 @@ pub(super) async fn run(name: &str, launch: &mut Launch<'_>) -> anyhow::Result<(
             );
             plugin.kill().await;
         }
+        "netrpc-cold" => {
+            launch.netrpc = true;
+            let (mut cold, mut kill) = (Vec::with_capacity(n), Vec::with_capacity(n));
+            for _ in 0..n {
+                let start = Instant::now();
+                let plugin = launch.start().await?;
+                let client = plugin.netrpc()?.dispense(PLUGIN_NAME).await?;
+                client.call::<_, i64>("Plugin.Double", &1i64).await?;
+                cold.push(nanos(start));
+                let stop = Instant::now();
+                let outcome = plugin.kill().await;
+                anyhow::ensure!(outcome.graceful, "the plugin did not stop gracefully");
+                kill.push(nanos(stop));
+            }
+            report("result", json!({"cold_ns": cold, "kill_ns": kill}));
+        }
+        "netrpc-unary" => {
+            launch.netrpc = true;
+            let plugin = launch.start().await?;
+            let client = plugin.netrpc()?.dispense(PLUGIN_NAME).await?;
+            let put = super::netrpc::put_args_with("k", vec![0; 16]);
+            client
+                .call::<_, Option<gobwire::Interface>>("Plugin.Put", &put)
+                .await?;
+            for _ in 0..n / 10 + 100 {
+                client.call::<_, Vec<u8>>("Plugin.Get", "k").await?;
+            }
+            let mut lat = Vec::with_capacity(n);
+            for _ in 0..n {
+                let start = Instant::now();
+                client.call::<_, Vec<u8>>("Plugin.Get", "k").await?;
+                lat.push(nanos(start));
+            }
+            let rss = proc_kb(plugin.pid(), "status", "VmRSS");
+            report("result", json!({"lat_ns": lat, "idle_rss_kb": rss}));
+            plugin.kill().await;
+        }
         "broker" => {
             let plugin = launch.start().await?;
             let mut counter = plugin.dispense(PLUGIN_NAME, CounterClient::new)?;

@@ -84,7 +84,7 @@ async fn scenario_run(scenario: &str, launch: &mut Launch<'_>) -> anyhow::Result
                 "fail",
                 status_text(c.call::<_, Empty>("Plugin.Fail", "boom").await),
             );
-            let put = put_args();
+            let put = put_args_with("k", b"v\x00\xff".to_vec());
             report(
                 "put",
                 status_text(c.call::<_, Option<Interface>>("Plugin.Put", &put).await),
@@ -264,8 +264,8 @@ async fn reattach() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `map[string]interface{}{"key": "k", "value": []byte("v\x00\xff")}`.
-fn put_args() -> gobwire::Dynamic {
+/// `map[string]interface{}{"key": key, "value": value}` (`[]byte`).
+pub(crate) fn put_args_with(key: &str, value: Vec<u8>) -> gobwire::Dynamic {
     use gobwire::{Type, Value};
     let entry = |k: &str, v: Interface| {
         (
@@ -276,12 +276,12 @@ fn put_args() -> gobwire::Dynamic {
     let bytes = Interface {
         name: gobwire::names::BYTES.into(),
         ty: Type::Bytes,
-        value: Value::Bytes(b"v\x00\xff".to_vec()),
+        value: Value::Bytes(value),
     };
     gobwire::Dynamic {
         ty: Type::Map(Arc::new(Type::String), Arc::new(Type::Interface)),
         value: Value::Map(vec![
-            entry("key", Interface::string("k")),
+            entry("key", Interface::string(key)),
             entry("value", bytes),
         ]),
     }
