@@ -227,5 +227,8 @@ pub fn yamux_session(data: &[u8]) {
         .await
         .is_ok()
     });
-    assert!(ended, "the yamux session did not end after the peer's input did");
+    assert!(
+        ended,
+        "the yamux session did not end after the peer's input did"
+    );
 }

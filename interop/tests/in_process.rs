@@ -198,3 +198,93 @@ async fn the_plugin_learns_that_the_host_asked_it_to_shut_down() {
         .expect("serving ends")
         .expect("cleanly");
 }
+
+/// The same for a netrpc plugin: `serve_test` with a netrpc set, a host attached with
+/// `Protocol: "netrpc"` calls it and uses the `MuxBroker` both ways; dropping the host's
+/// `Plugin` closes its connection (the plugin serves the next host), and stopping the plugin
+/// removes its socket.
+#[tokio::test]
+async fn a_host_attaches_to_a_netrpc_plugin_served_by_the_test() {
+    use plugwire_host::Protocol;
+    use plugwire_host::netrpc::gobwire::Interface;
+    use plugwire_plugin::netrpc::NetRpcPluginSet;
+    let bounded = Duration::from_secs(20);
+    let config = ServeConfig::builder(MagicCookie::new("BASIC_PLUGIN", "hello"))
+        .netrpc_plugins(
+            1,
+            NetRpcPluginSet::new().add("test", plugwire_interop::netrpc::server),
+        )
+        .build();
+    let server = serve_test(config, TestConfig::new())
+        .await
+        .expect("serving");
+    let reattach = server.reattach_config().clone();
+    assert_eq!(reattach.protocol, "netrpc");
+    let socket = socket_of(&reattach);
+    for round in 0..2 {
+        let plugin = tokio::time::timeout(
+            bounded,
+            Plugin::launch(
+                PluginConfig::reattach(reattach.clone())
+                    .plugins(1, ["test"])
+                    .allowed_protocols([Protocol::NetRpc])
+                    .build(),
+            ),
+        )
+        .await
+        .expect("bounded")
+        .expect("attached");
+        assert_eq!(plugin.protocol(), Protocol::NetRpc);
+        let netrpc = plugin.netrpc().expect("netrpc");
+        let client = netrpc.dispense("test").await.expect("dispensed");
+        let doubled: i64 = tokio::time::timeout(bounded, client.call("Plugin.Double", &21i64))
+            .await
+            .expect("bounded")
+            .expect("called");
+        assert_eq!(doubled, 42, "round {round}");
+        // The plugin calls back the host's Pong.
+        let broker = netrpc.broker().clone();
+        let id = broker.next_id();
+        let serving = tokio::spawn({
+            let broker = broker.clone();
+            async move {
+                broker
+                    .accept_and_serve(id, Arc::new(plugwire_interop::netrpc::pong()))
+                    .await
+            }
+        });
+        let answer: String = tokio::time::timeout(bounded, client.call("Plugin.Callback", &id))
+            .await
+            .expect("bounded")
+            .expect("called back");
+        assert_eq!(answer, "pong");
+        serving.abort();
+        // And the host calls the plugin's.
+        let served: u32 = client
+            .call("Plugin.Serve", &None::<Interface>)
+            .await
+            .expect("served");
+        let pong = broker.dial_client(served).await.expect("dialled");
+        let answer: String = pong
+            .call("Plugin.Ping", &None::<Interface>)
+            .await
+            .expect("pinged");
+        assert_eq!(answer, "pong");
+        assert!(
+            plugin.dispense("test", KvClient::new).is_err(),
+            "gRPC dispense of a netrpc plugin is an error"
+        );
+        drop(plugin);
+        // The dropped host's connection ends: its net/rpc clients fail instead of hanging.
+        let after = tokio::time::timeout(bounded, client.call::<_, i64>("Plugin.Double", &1i64))
+            .await
+            .expect("a call on a dropped connection ends");
+        assert!(after.is_err(), "{after:?}");
+    }
+    assert!(socket.exists());
+    tokio::time::timeout(bounded, server.stop())
+        .await
+        .expect("bounded")
+        .expect("stopped");
+    assert!(!socket.exists(), "the socket file is removed");
+}

@@ -145,11 +145,11 @@ impl NetRpc {
                 .map_or(true, |r| r.is_err())
     }
 
-    /// Closes the broker and the session (after [`NetRpc::quit`], as go-plugin's `Close`).
+    /// Closes the broker and the session (after [`NetRpc::quit`], as go-plugin's `Close`). Safe
+    /// in `Drop`: nothing is awaited.
     pub(crate) fn close(&self) {
         self.broker.close();
-        let session = self.session.clone();
-        tokio::spawn(async move { session.close().await });
+        self.session.start_close();
     }
 }
 

@@ -471,12 +471,18 @@ impl Control {
     /// `connection_write_timeout`), the connection is shut down, and every stream fails (or
     /// reads EOF if its peer had sent FIN). Returns when the session has ended.
     pub async fn close(&self) {
+        self.start_close();
+        self.closed().await;
+    }
+
+    /// Starts [`Control::close`] without waiting for the end: the session's driver task
+    /// finishes it. For synchronous contexts, such as `Drop`.
+    pub fn start_close(&self) {
         {
             let mut st = self.shared().lock();
             st.begin_close(Error::SessionShutdown, GoAwayCode::Normal);
         }
         self.shared().timers.notify_one();
-        self.closed().await;
     }
 
     /// Waits until the session has ended and returns why.
