@@ -157,6 +157,30 @@ fn workloads(profile: Profile) -> Vec<Workload> {
             vec![("BENCH_MILLIS", pick(2_000, 700, 200))],
         ),
         w("bulk", false, vec![("BENCH_N", pick(128, 32, 4))]),
+        // Terraform-sized states: 8 and 64 MiB each way, to plugins that accept such requests
+        // (grpc-go and tonic servers refuse over 4 MiB by default; Terraform's raise it).
+        Workload {
+            mode: "serve-big",
+            ..w(
+                "bulk",
+                false,
+                vec![
+                    ("BENCH_N", pick(24, 8, 2)),
+                    ("BENCH_SIZE", (8 << 20).to_string()),
+                ],
+            )
+        },
+        Workload {
+            mode: "serve-big",
+            ..w(
+                "bulk",
+                false,
+                vec![
+                    ("BENCH_N", pick(6, 3, 1)),
+                    ("BENCH_SIZE", (64 << 20).to_string()),
+                ],
+            )
+        },
         w(
             "stream",
             false,
@@ -531,14 +555,15 @@ fn record(
         }
         "bulk" => {
             let bytes = number(r, "bytes")?;
+            let mib = number(r, "size")? / f64::from(1u32 << 20);
             store.add(
-                "S4 1 MiB unary host→plugin (MB/s)",
+                &format!("S4 {mib} MiB unary host→plugin (MB/s)"),
                 pin,
                 pairing,
                 &[mbps(bytes, number(r, "up_ns")?)],
             );
             store.add(
-                "S4 1 MiB unary plugin→host (MB/s)",
+                &format!("S4 {mib} MiB unary plugin→host (MB/s)"),
                 pin,
                 pairing,
                 &[mbps(bytes, number(r, "down_ns")?)],

@@ -65,6 +65,38 @@ const SPECS: &[Spec] = &[
         target: (Some(900.0), Some(2.0)),
         p99_target: None,
     },
+    // issue 14: large messages, RR at least twice GG.
+    Spec {
+        figure: "S4 8 MiB unary host→plugin (MB/s)",
+        lower_is_better: false,
+        floor: Some(PAIR),
+        target: (None, Some(2.0)),
+        p99_target: None,
+    },
+    // issue 14: large messages, RR at least twice GG.
+    Spec {
+        figure: "S4 8 MiB unary plugin→host (MB/s)",
+        lower_is_better: false,
+        floor: Some(PAIR),
+        target: (None, Some(2.0)),
+        p99_target: None,
+    },
+    // issue 14: large messages, RR at least twice GG.
+    Spec {
+        figure: "S4 64 MiB unary host→plugin (MB/s)",
+        lower_is_better: false,
+        floor: Some(PAIR),
+        target: (None, Some(2.0)),
+        p99_target: None,
+    },
+    // issue 14: large messages, RR at least twice GG.
+    Spec {
+        figure: "S4 64 MiB unary plugin→host (MB/s)",
+        lower_is_better: false,
+        floor: Some(PAIR),
+        target: (None, Some(2.0)),
+        p99_target: None,
+    },
     Spec {
         figure: "S5 streaming 64 KiB messages (MB/s)",
         lower_is_better: false,

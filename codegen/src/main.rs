@@ -46,6 +46,12 @@ const GROUPS: &[Group] = &[
         descriptor_out: "examples/src/pb/counter_descriptor.bin",
     },
     Group {
+        files: &["examples/streamer.proto"],
+        package: "proto",
+        rust_out: "examples/src/pb/streamer.rs",
+        descriptor_out: "examples/src/pb/streamer_descriptor.bin",
+    },
+    Group {
         files: &["bench/bench.proto"],
         package: "plugwire.bench",
         rust_out: "interop/src/pb/bench.rs",

@@ -143,7 +143,8 @@ func runBench(name string, o options) {
 
 	case "bulk":
 		h, c := started(o)
-		value := make([]byte, 1<<20)
+		size := envInt("BENCH_SIZE", 1<<20)
+		value := make([]byte, size)
 		t0 := time.Now()
 		for i := 0; i < n; i++ {
 			if _, err := c.KV.Put(ctx, &kvproto.PutRequest{Key: "big", Value: value}); err != nil {
@@ -157,7 +158,7 @@ func runBench(name string, o options) {
 				fail("get: %v", err)
 			}
 		}
-		result(map[string]interface{}{"bytes": int64(n) << 20, "up_ns": up, "down_ns": since(t1)})
+		result(map[string]interface{}{"bytes": int64(n) * int64(size), "size": size, "up_ns": up, "down_ns": since(t1)})
 		h.client.Kill()
 
 	case "stream":

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"math"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -54,6 +55,14 @@ func main() {
 	switch mode {
 	case "serve", "crash":
 		config.VersionedPlugins = map[int]plugin.PluginSet{1: set()}
+	case "serve-big":
+		// For the benchmark's 8 and 64 MiB requests: grpc-go servers (go-plugin's
+		// DefaultGRPCServer included) refuse requests over 4 MiB unless raised, as Terraform's
+		// plugin servers do.
+		config.VersionedPlugins = map[int]plugin.PluginSet{1: set()}
+		config.GRPCServer = func(opts []grpc.ServerOption) *grpc.Server {
+			return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(math.MaxInt32))...)
+		}
 	case "netrpc":
 		config.VersionedPlugins = map[int]plugin.PluginSet{1: netrpcSet()}
 	case "netrpc-manual-tls":

@@ -62,8 +62,11 @@ fn main() -> ExitCode {
     let mut multiplex = true;
     let mut debug = false;
     let mut catch_panics = false;
+    // Accept requests over tonic's (and grpc-go's) default 4 MiB, for the benchmark.
+    let mut big = false;
     match mode.as_str() {
         "serve" | "crash" => {}
+        "serve-big" => big = true,
         "catch-panics" => catch_panics = true,
         "debug" => debug = true,
         "netrpc" => (versions, netrpc_versions) = (&[], &[1]),
@@ -139,7 +142,8 @@ fn main() -> ExitCode {
             })
             .add(
                 plugwire_interop::PLUGIN_NAME,
-                KvServer::from_arc(kv.clone()),
+                KvServer::from_arc(kv.clone())
+                    .max_decoding_message_size(if big { usize::MAX } else { 4 << 20 }),
             );
         builder = builder.plugins(version, set);
     }

@@ -41,6 +41,15 @@ fn proc_kb(pid: Option<u32>, file: &str, field: &str) -> i64 {
         .unwrap_or(-1)
 }
 
+/// `proto.PutRequest` with its value as `Bytes`: the same wire format.
+#[derive(Clone, PartialEq, prost::Message)]
+struct PutBytes {
+    #[prost(string, tag = "1")]
+    key: String,
+    #[prost(bytes = "bytes", tag = "2")]
+    value: bytes::Bytes,
+}
+
 pub(super) async fn run(name: &str, launch: &mut Launch<'_>) -> anyhow::Result<()> {
     let n = env_usize("BENCH_N", 20);
     match name {
@@ -114,13 +123,24 @@ pub(super) async fn run(name: &str, launch: &mut Launch<'_>) -> anyhow::Result<(
             let plugin = launch.start().await?;
             let (_, kv) = clients(&plugin)?;
             let mut kv = kv.max_decoding_message_size(MAX_MESSAGE_SIZE);
-            let value = vec![0u8; 1 << 20];
+            let size = env_usize("BENCH_SIZE", 1 << 20);
+            // The request as a Go host sends it: the same payload every time, not a copy per
+            // call (prost's generated `PutRequest` owns a `Vec<u8>`; this one shares `Bytes`).
+            let put = PutBytes {
+                key: "big".into(),
+                value: bytes::Bytes::from(vec![0u8; size]),
+            };
+            let mut grpc = tonic::client::Grpc::new(plugin.channel()?)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE)
+                .max_decoding_message_size(MAX_MESSAGE_SIZE);
             let start = Instant::now();
             for _ in 0..n {
-                kv.put(PutRequest {
-                    key: "big".into(),
-                    value: value.clone(),
-                })
+                grpc.ready().await?;
+                grpc.unary::<_, plugwire_examples::pb::kv::Empty, _>(
+                    tonic::Request::new(put.clone()),
+                    http::uri::PathAndQuery::from_static("/proto.KV/Put"),
+                    tonic_prost::ProstCodec::default(),
+                )
                 .await?;
             }
             let up = nanos(start);
@@ -130,7 +150,7 @@ pub(super) async fn run(name: &str, launch: &mut Launch<'_>) -> anyhow::Result<(
             }
             report(
                 "result",
-                json!({"bytes": n << 20, "up_ns": up, "down_ns": nanos(start)}),
+                json!({"bytes": n * size, "size": size, "up_ns": up, "down_ns": nanos(start)}),
             );
             plugin.kill().await;
         }
