@@ -142,8 +142,11 @@ fn main() -> ExitCode {
             })
             .add(
                 plugwire_interop::PLUGIN_NAME,
-                KvServer::from_arc(kv.clone())
-                    .max_decoding_message_size(if big { usize::MAX } else { 4 << 20 }),
+                KvServer::from_arc(kv.clone()).max_decoding_message_size(if big {
+                    usize::MAX
+                } else {
+                    4 << 20
+                }),
             );
         builder = builder.plugins(version, set);
     }
