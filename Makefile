@@ -72,7 +72,10 @@ demo: build cli go-fixtures
 # run with more threads than the CI machine has cores.
 # The example cells use debug builds of the examples (they share the test build's dependencies).
 test: export PLUGWIRE_REQUIRE_GO := 1
-test: fmt-check clippy doc codegen-check package-check go-fixtures
+# go-fixtures comes first: with PLUGWIRE_REQUIRE_GO=1 the interop crate's build script (run by
+# clippy and doc too) refuses to build without them.
+.NOTPARALLEL: test
+test: go-fixtures fmt-check clippy doc codegen-check package-check
 	$(CARGO) build -p plugwire-examples -p plugwire-interop -p plugwire-cli -p plugwire-cli-fixtures
 	PLUGWIRE_EXAMPLES_DIR=$(CURDIR)/target/debug $(CARGO) test --workspace --all-targets -- --test-threads=6
 	$(CARGO) test --workspace --doc
