@@ -29,7 +29,7 @@
 //! |---|---|
 //! | `plugin.NewClient(&ClientConfig{...})` + `Start` + `Client()` | [`Plugin::launch`]`(config).await` |
 //! | `ClientConfig{Cmd, HandshakeConfig, VersionedPlugins, ...}` | [`PluginConfig::builder`] |
-//! | `rpcClient.Dispense(name)` | [`Plugin::dispense`]`(name, KvClient::new)` (gRPC), [`Plugin::netrpc`]`()?.dispense(name)` ([netrpc](crate::netrpc)) |
+//! | `rpcClient.Dispense(name)` | [`Plugin::dispense`]`(name, KvClient::new)` (gRPC), [`Plugin::netrpc`]`()?.dispense(name)` ([netrpc]) |
 //! | `Ping()` / `Kill()` / `Exited()` | [`Plugin::ping`] / [`Plugin::kill`] / [`Plugin::exited`] |
 //! | `NegotiatedVersion()` | [`Plugin::version`] |
 //! | the `GRPCBroker` given to `GRPCClient` | [`Plugin::broker`] |
