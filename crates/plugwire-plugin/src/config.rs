@@ -12,7 +12,7 @@ use plugwire_runtime::grpc::ServerHook;
 use plugwire_runtime::tls::TlsConfigs;
 use tokio_util::sync::CancellationToken;
 
-use crate::netrpc::{Limits, NetRpcPluginSet};
+use crate::netrpc::{Limits, NetRpcPluginSet, NetRpcServing};
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::service::{Routes, RoutesBuilder};
@@ -147,7 +147,7 @@ pub type TlsProvider =
 #[derive(Debug)]
 pub(crate) enum Set {
     Grpc(PluginSet),
-    NetRpc(NetRpcPluginSet),
+    NetRpc(NetRpcServing),
 }
 
 /// Everything [`serve`](crate::serve) needs. Built with [`ServeConfig::builder`].
@@ -221,7 +221,9 @@ impl ServeConfigBuilder {
     /// [`crate::netrpc`]). Versions may differ in protocol (go-plugin's examples/negotiated:
     /// netrpc for version 2, gRPC for 3); the negotiated version decides.
     pub fn netrpc_plugins(mut self, version: u32, set: NetRpcPluginSet) -> Self {
-        self.config.sets.insert(version, Set::NetRpc(set));
+        self.config
+            .sets
+            .insert(version, Set::NetRpc(set.into_serving()));
         self
     }
 

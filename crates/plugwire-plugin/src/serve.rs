@@ -18,7 +18,7 @@ use crate::host_watch::host_gone;
 use crate::stdio::Capture;
 
 /// How long in-flight calls get to finish once shutdown starts. A Go host force-kills after 2 s.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// Why [`serve`] could not serve. The text includes the cause.
 #[derive(Debug, thiserror::Error)]
@@ -278,14 +278,16 @@ impl Prepared {
                 stop_accepting(accept).await;
                 result
             }
-            Set::NetRpc(set) => {
-                let connections = crate::netrpc::Connections::new(
-                    set,
-                    shutdown.clone(),
-                    output,
-                    config.gob_limits,
-                );
-                serve_netrpc(listener, tls.server.clone(), connections, &shutdown).await;
+            Set::NetRpc(serving) => {
+                serving
+                    .serve(
+                        listener,
+                        tls.server.clone(),
+                        shutdown.clone(),
+                        output,
+                        config.gob_limits,
+                    )
+                    .await;
                 Ok(())
             }
         };
@@ -300,43 +302,9 @@ impl Prepared {
 }
 
 /// Dropping the accept loop drops the listener, which removes the socket file.
-async fn stop_accepting(accept: tokio::task::JoinHandle<()>) {
+pub(crate) async fn stop_accepting(accept: tokio::task::JoinHandle<()>) {
     accept.abort();
     let _ = accept.await;
-}
-
-/// Serves the host's netrpc connections (each a session of its own, as go-plugin's
-/// `RPCServer.Serve`) until shutdown; each then gets a bounded time to deliver the remaining
-/// output and close.
-async fn serve_netrpc(
-    listener: Listener,
-    server_tls: Option<Arc<rustls::ServerConfig>>,
-    connections: crate::netrpc::Connections,
-    shutdown: &CancellationToken,
-) {
-    use futures_util::StreamExt as _;
-    let (tx, mut incoming) = transport::incoming();
-    let accept = transport::spawn_accept_loop(listener, server_tls, tx);
-    let mut serving = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            io = incoming.next() => match io {
-                Some(Ok(io)) => {
-                    serving.spawn(connections.clone().serve(io));
-                }
-                Some(Err(e)) => tracing::debug!(error = %e, "netrpc connection refused"),
-                None => break,
-            },
-            Some(_) = serving.join_next(), if !serving.is_empty() => {}
-            () = shutdown.cancelled() => break,
-        }
-    }
-    stop_accepting(accept).await;
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE + crate::netrpc::QUIT_DELIVERY, async {
-        while serving.join_next().await.is_some() {}
-    })
-    .await;
-    serving.shutdown().await;
 }
 
 /// Starts forwarding fd 1/2 to the host; a failure only costs the forwarding.
