@@ -20,6 +20,9 @@ struct Group {
     rust_out: &'static str,
     /// Where the encoded `FileDescriptorSet` (imports included) goes, for gRPC reflection.
     descriptor_out: &'static str,
+    /// `bytes` fields generated as `bytes::Bytes` instead of `Vec<u8>`: a large value is then
+    /// shared, not copied, when a message is built from it again, and decoded without a copy.
+    shared_bytes: &'static [&'static str],
 }
 
 const GROUPS: &[Group] = &[
@@ -32,36 +35,43 @@ const GROUPS: &[Group] = &[
         package: "plugin",
         rust_out: "crates/plugwire-runtime/src/pb/plugin.rs",
         descriptor_out: "crates/plugwire-runtime/src/pb/plugin_descriptor.bin",
+        shared_bytes: &[],
     },
     Group {
         files: &["examples/kv.proto"],
         package: "proto",
         rust_out: "examples/src/pb/kv.rs",
         descriptor_out: "examples/src/pb/kv_descriptor.bin",
+        // Terraform-style values (configs, states, blobs) of megabytes, sent again and again.
+        shared_bytes: &[".proto.GetResponse.value", ".proto.PutRequest.value"],
     },
     Group {
         files: &["examples/counter.proto"],
         package: "proto",
         rust_out: "examples/src/pb/counter.rs",
         descriptor_out: "examples/src/pb/counter_descriptor.bin",
+        shared_bytes: &[],
     },
     Group {
         files: &["examples/streamer.proto"],
         package: "proto",
         rust_out: "examples/src/pb/streamer.rs",
         descriptor_out: "examples/src/pb/streamer_descriptor.bin",
+        shared_bytes: &[],
     },
     Group {
         files: &["bench/bench.proto"],
         package: "plugwire.bench",
         rust_out: "interop/src/pb/bench.rs",
         descriptor_out: "interop/src/pb/bench_descriptor.bin",
+        shared_bytes: &[],
     },
     Group {
         files: &["test/grpctest.proto"],
         package: "grpctest",
         rust_out: "interop/src/pb/grpctest.rs",
         descriptor_out: "interop/src/pb/grpctest_descriptor.bin",
+        shared_bytes: &[],
     },
 ];
 
@@ -119,7 +129,11 @@ fn generate(root: &Path, group: &Group, scratch: &Path) -> Result<(Vec<u8>, Vec<
 
     let out = scratch.join(group.rust_out.replace('/', "_"));
     fs::create_dir_all(&out)?;
-    tonic_prost_build::configure()
+    let mut builder = tonic_prost_build::configure();
+    for path in group.shared_bytes {
+        builder = builder.bytes(*path);
+    }
+    builder
         .build_client(true)
         .build_server(true)
         .build_transport(true)

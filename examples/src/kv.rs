@@ -100,7 +100,7 @@ impl KvStore {
             KvStore::Grpc(kv) => {
                 kv.put(PutRequest {
                     key: key.to_owned(),
-                    value: value.to_vec(),
+                    value: value.to_vec().into(),
                 })
                 .await?;
             }
@@ -121,14 +121,14 @@ impl KvStore {
     /// The plugin's error, or a failed call.
     pub async fn get(&mut self, key: &str) -> anyhow::Result<Vec<u8>> {
         Ok(match self {
-            KvStore::Grpc(kv) => {
-                kv.get(GetRequest {
+            KvStore::Grpc(kv) => kv
+                .get(GetRequest {
                     key: key.to_owned(),
                 })
                 .await?
                 .into_inner()
                 .value
-            }
+                .into(),
             KvStore::NetRpc(client) => client.call::<_, Vec<u8>>("Plugin.Get", key).await?,
         })
     }
@@ -206,7 +206,9 @@ impl Kv for FileStore {
         let value = FileStore::get(self, &request.into_inner().key)
             .await
             .map_err(Status::unknown)?;
-        Ok(Response::new(GetResponse { value }))
+        Ok(Response::new(GetResponse {
+            value: value.into(),
+        }))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<Empty>, Status> {

@@ -19,7 +19,7 @@ use plugwire_plugin::{
 use tonic::{Request, Response, Status};
 
 #[derive(Default)]
-struct MemoryKv(Mutex<HashMap<String, Vec<u8>>>);
+struct MemoryKv(Mutex<HashMap<String, bytes::Bytes>>);
 
 #[tonic::async_trait]
 impl Kv for MemoryKv {
@@ -150,12 +150,12 @@ async fn a_host_attaches_to_a_plugin_served_by_the_test() {
     let mut kv = plugin.dispense("kv_grpc", KvClient::new).expect("dispense");
     kv.put(PutRequest {
         key: "k".into(),
-        value: b"in process".to_vec(),
+        value: bytes::Bytes::from_static(b"in process"),
     })
     .await
     .expect("put");
     let got = kv.get(GetRequest { key: "k".into() }).await.expect("get");
-    assert_eq!(got.into_inner().value, b"in process");
+    assert_eq!(got.into_inner().value, &b"in process"[..]);
     let report = plugin.kill().await;
     assert!(!report.graceful, "a test-mode plugin is left alone");
     plugin

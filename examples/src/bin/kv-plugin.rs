@@ -17,11 +17,14 @@ impl Kv for FileKv {
         let value = tokio::fs::read(format!("kv_{key}"))
             .await
             .map_err(|e| Status::unknown(format!("open kv_{key}: {e}")))?;
-        Ok(Response::new(GetResponse { value }))
+        Ok(Response::new(GetResponse {
+            value: value.into(),
+        }))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<Empty>, Status> {
-        let PutRequest { key, mut value } = request.into_inner();
+        let PutRequest { key, value } = request.into_inner();
+        let mut value = Vec::from(value);
         value.extend_from_slice(b"\n\nWritten from plugwire kv-plugin");
         tokio::fs::write(format!("kv_{key}"), value)
             .await

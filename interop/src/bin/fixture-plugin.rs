@@ -92,7 +92,7 @@ fn main() -> ExitCode {
                 eprintln!("reading stdin: {e}");
                 return ExitCode::from(2);
             }
-            kv.insert("stdin", data);
+            kv.insert("stdin", data.into());
         }
         other => {
             eprintln!("fixture-plugin: unknown mode {other:?}");
@@ -224,10 +224,10 @@ async fn mitm_cert() -> anyhow::Result<()> {
 }
 
 #[derive(Default)]
-struct MemoryKv(Mutex<HashMap<String, Vec<u8>>>);
+struct MemoryKv(Mutex<HashMap<String, bytes::Bytes>>);
 
 impl MemoryKv {
-    fn insert(&self, key: &str, value: Vec<u8>) {
+    fn insert(&self, key: &str, value: bytes::Bytes) {
         if let Ok(mut map) = self.0.lock() {
             map.insert(key.to_owned(), value);
         }

@@ -378,7 +378,7 @@ async fn run(options: &Options) -> anyhow::Result<()> {
             let (mut test, mut kv) = clients(&plugin)?;
             kv.put(PutRequest {
                 key: "hello".into(),
-                value: b"world".to_vec(),
+                value: b"world".to_vec().into(),
             })
             .await?;
             let got = kv
@@ -608,7 +608,7 @@ async fn run(options: &Options) -> anyhow::Result<()> {
             let start = Instant::now();
             kv.put(PutRequest {
                 key: "flood".into(),
-                value: sizes.clone().into_bytes(),
+                value: sizes.clone().into_bytes().into(),
             })
             .await?;
             let got_out = out.wait_for(out_len, Duration::from_secs(120)).await;
