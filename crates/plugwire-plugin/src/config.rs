@@ -219,7 +219,8 @@ impl ServeConfigBuilder {
 
     /// Serves `set` for app-protocol version `version` over go-plugin's net/rpc protocol (see
     /// [`crate::netrpc`]). Versions may differ in protocol (go-plugin's examples/negotiated:
-    /// netrpc for version 2, gRPC for 3); the negotiated version decides.
+    /// netrpc for version 2, gRPC for 3); the negotiated version decides. A plugin that never
+    /// calls this links none of the netrpc server.
     pub fn netrpc_plugins(mut self, version: u32, set: NetRpcPluginSet) -> Self {
         self.config
             .sets
