@@ -110,69 +110,41 @@ impl NetRpcPluginSet {
     }
 }
 
-/// Serves one version's netrpc plugins. Made by [`NetRpcPluginSet::into_serving`] (so by
+/// One version's netrpc plugins, ready to serve. Made by [`NetRpcPluginSet::into_serving`] (so by
 /// [`ServeConfigBuilder::netrpc_plugins`](crate::ServeConfigBuilder::netrpc_plugins)) and called
 /// through a trait object, so the netrpc server (yamux, gob, net/rpc) is linked only into
 /// plugins that serve netrpc: a gRPC-only plugin is ~0.4 MB smaller and touches fewer pages.
-pub(crate) struct NetRpcServing(Box<dyn ServeNetRpc>);
+pub(crate) type NetRpcServing = Box<dyn ServeNetRpc>;
 
-type ServeFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// What serving netrpc needs from `serve`.
+pub(crate) struct ServeArgs {
+    pub(crate) listener: Listener,
+    pub(crate) server_tls: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) output: Option<Output>,
+    pub(crate) limits: Limits,
+}
 
-trait ServeNetRpc: Send {
-    fn serve(
-        self: Box<Self>,
-        listener: Listener,
-        server_tls: Option<Arc<rustls::ServerConfig>>,
-        shutdown: CancellationToken,
-        output: Option<Output>,
-        limits: Limits,
-    ) -> ServeFuture;
+pub(crate) trait ServeNetRpc: Send + fmt::Debug {
+    /// Serves the host's netrpc connections until shutdown.
+    fn serve(self: Box<Self>, args: ServeArgs) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
 impl ServeNetRpc for NetRpcPluginSet {
-    fn serve(
-        self: Box<Self>,
-        listener: Listener,
-        server_tls: Option<Arc<rustls::ServerConfig>>,
-        shutdown: CancellationToken,
-        output: Option<Output>,
-        limits: Limits,
-    ) -> ServeFuture {
-        let connections = Connections::new(*self, shutdown.clone(), output, limits);
+    fn serve(self: Box<Self>, args: ServeArgs) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let connections = Connections::new(*self, args.shutdown.clone(), args.output, args.limits);
         Box::pin(serve_connections(
-            listener,
-            server_tls,
+            args.listener,
+            args.server_tls,
             connections,
-            shutdown,
+            args.shutdown,
         ))
-    }
-}
-
-impl NetRpcServing {
-    /// Serves the host's netrpc connections until `shutdown`.
-    pub(crate) async fn serve(
-        self,
-        listener: Listener,
-        server_tls: Option<Arc<rustls::ServerConfig>>,
-        shutdown: CancellationToken,
-        output: Option<Output>,
-        limits: Limits,
-    ) {
-        self.0
-            .serve(listener, server_tls, shutdown, output, limits)
-            .await;
-    }
-}
-
-impl fmt::Debug for NetRpcServing {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("NetRpcServing")
     }
 }
 
 impl NetRpcPluginSet {
     pub(crate) fn into_serving(self) -> NetRpcServing {
-        NetRpcServing(Box::new(self))
+        Box::new(self)
     }
 }
 

@@ -280,13 +280,13 @@ impl Prepared {
             }
             Set::NetRpc(serving) => {
                 serving
-                    .serve(
+                    .serve(crate::netrpc::ServeArgs {
                         listener,
-                        tls.server.clone(),
-                        shutdown.clone(),
+                        server_tls: tls.server.clone(),
+                        shutdown: shutdown.clone(),
                         output,
-                        config.gob_limits,
-                    )
+                        limits: config.gob_limits,
+                    })
                     .await;
                 Ok(())
             }
