@@ -16,8 +16,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use plugwire_protocol::gob::{GuardError, Limits, StreamGuard, parse_length_prefix};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// How much more to read at a time while a message is incomplete. A large message grows the
-/// buffer in these steps, never by the length it announces.
+/// How much more room to make at a time while a message is incomplete: a large message grows the
+/// buffer as its bytes arrive, never by the length it announces.
 const READ_CHUNK: usize = 64 * 1024;
 
 /// A connection whose incoming gob messages are checked before they are read.
