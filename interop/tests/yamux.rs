@@ -9,6 +9,8 @@
 #![cfg(not(plugwire_no_go))]
 #![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 
+// The yamux test helpers the runtime's own session tests use (session pairs, a raw frame peer).
+#[path = "../../crates/plugwire-runtime/tests/common/mod.rs"]
 mod common;
 
 use std::future::Future;
