@@ -288,6 +288,14 @@ impl PluginConfigBuilder {
     /// via Linux `PR_SET_PDEATHSIG` on the process the host starts (default: yes). A plugin
     /// started through a wrapper such as `sh -c` is not covered; plugwire plugins exit by
     /// themselves when their host is gone.
+    ///
+    /// On Linux the host then starts the plugin the way Go does (`clone` with `CLONE_VFORK`,
+    /// the signal set in the child before `exec`), which costs the same however much memory the
+    /// host uses; std's `fork` would copy the host's page tables on every launch. That start
+    /// runs the command's program, arguments, environment and working directory; a command
+    /// with settings std does not report back (`uid`, `gid`, `groups`, `arg0`) is started by
+    /// std with `fork` instead. `CommandExt::pre_exec` hooks on the command are not run while
+    /// this is on: turn it off to use them.
     pub fn kill_with_host(mut self, enabled: bool) -> Self {
         self.config.kill_with_host = enabled;
         self

@@ -71,6 +71,8 @@ mod plugin;
 mod process;
 mod secure;
 mod stdio;
+#[cfg(target_os = "linux")]
+mod vfork;
 mod writer;
 
 pub use client::GrpcClient;

@@ -6,7 +6,7 @@ use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::process::{Child, ChildStderr, ChildStdout};
+use tokio::process::{ChildStderr, ChildStdout};
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -54,16 +54,8 @@ impl Process {
         if options.own_group {
             command.process_group(0);
         }
-        let mut child = spawn_child(command, options.kill_with_host).await?;
-        let (stdout, stderr) = match (child.stdout.take(), child.stderr.take()) {
-            (Some(out), Some(err)) => (out, err),
-            _ => {
-                let _ = child.start_kill();
-                return Err(std::io::Error::other(
-                    "the plugin's stdout/stderr pipes are missing",
-                ));
-            }
-        };
+        let (child, stdout, stderr) =
+            spawn_child(command, options.kill_with_host, options.own_group).await?;
         let pid = child.id();
         let group = pid.filter(|_| options.own_group).map(pid_of);
         let (status_tx, status) = watch::channel(None);
@@ -288,17 +280,67 @@ fn remove_stale_socket(path: &Path, dirs: &[PathBuf]) {
     }
 }
 
+/// The started process: tokio's child, or on Linux one started like Go starts it.
+#[derive(Debug)]
+enum Child {
+    Tokio(tokio::process::Child),
+    #[cfg(target_os = "linux")]
+    Vfork(crate::vfork::VforkChild),
+}
+
+impl Child {
+    /// The pid (None once a tokio child has been reaped).
+    fn id(&self) -> Option<u32> {
+        match self {
+            Child::Tokio(child) => child.id(),
+            #[cfg(target_os = "linux")]
+            Child::Vfork(child) => Some(child.id()),
+        }
+    }
+
+    async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        match self {
+            Child::Tokio(child) => child.wait().await,
+            #[cfg(target_os = "linux")]
+            Child::Vfork(child) => child.wait().await,
+        }
+    }
+
+    fn start_kill(&mut self) -> std::io::Result<()> {
+        match self {
+            Child::Tokio(child) => child.start_kill(),
+            #[cfg(target_os = "linux")]
+            Child::Vfork(child) => child.start_kill(),
+        }
+    }
+}
+
+type Spawned = (Child, ChildStdout, ChildStderr);
+
+/// Takes the pipes out of a child tokio spawned.
+fn from_tokio(mut child: tokio::process::Child) -> std::io::Result<Spawned> {
+    match (child.stdout.take(), child.stderr.take()) {
+        (Some(out), Some(err)) => Ok((Child::Tokio(child), out, err)),
+        _ => {
+            let _ = child.start_kill();
+            Err(std::io::Error::other(
+                "the plugin's stdout/stderr pipes are missing",
+            ))
+        }
+    }
+}
+
 /// Spawns the child; with `kill_with_host`, so that it dies with this process.
 #[cfg(target_os = "linux")]
 async fn spawn_child(
     mut command: tokio::process::Command,
     kill_with_host: bool,
-) -> std::io::Result<Child> {
+    own_group: bool,
+) -> std::io::Result<Spawned> {
     if kill_with_host && !plugwire_runtime::portable::forced() {
-        die_with_parent(&mut command);
-        return spawner::spawn(command).await;
+        return spawner::spawn(command, own_group).await;
     }
-    command.spawn()
+    from_tokio(command.spawn()?)
 }
 
 /// Spawns the child. Outside Linux there is no `PR_SET_PDEATHSIG`: a plugin outlives a host
@@ -307,8 +349,9 @@ async fn spawn_child(
 async fn spawn_child(
     mut command: tokio::process::Command,
     _kill_with_host: bool,
-) -> std::io::Result<Child> {
-    command.spawn()
+    _own_group: bool,
+) -> std::io::Result<Spawned> {
+    from_tokio(command.spawn()?)
 }
 
 /// Makes the child receive SIGKILL when this process dies (Linux `PR_SET_PDEATHSIG`), so a
@@ -344,26 +387,40 @@ mod spawner {
     use std::sync::OnceLock;
     use std::sync::mpsc;
 
-    use tokio::process::{Child, Command};
+    use tokio::process::Command;
     use tokio::sync::oneshot;
+
+    use super::Spawned;
 
     type Job = (
         Command,
+        bool,
         tokio::runtime::Handle,
-        oneshot::Sender<std::io::Result<Child>>,
+        oneshot::Sender<std::io::Result<Spawned>>,
     );
 
-    pub(super) async fn spawn(command: Command) -> std::io::Result<Child> {
+    /// Spawns like Go (see `vfork.rs`) when the command allows it, else with std's fork and a
+    /// `pre_exec` hook.
+    fn spawn_here(mut command: Command, own_group: bool) -> std::io::Result<Spawned> {
+        if let Some(spawned) = crate::vfork::spawn(command.as_std(), own_group) {
+            let (child, stdout, stderr) = spawned?;
+            return Ok((super::Child::Vfork(child), stdout, stderr));
+        }
+        super::die_with_parent(&mut command);
+        super::from_tokio(command.spawn()?)
+    }
+
+    pub(super) async fn spawn(command: Command, own_group: bool) -> std::io::Result<Spawned> {
         static JOBS: OnceLock<Option<mpsc::Sender<Job>>> = OnceLock::new();
         let jobs = JOBS.get_or_init(|| {
             let (tx, rx) = mpsc::channel::<Job>();
             std::thread::Builder::new()
                 .name("plugwire-spawner".into())
                 .spawn(move || {
-                    for (mut command, runtime, reply) in rx {
+                    for (command, own_group, runtime, reply) in rx {
                         // The child is registered with the caller's runtime, which reaps it.
                         let _entered = runtime.enter();
-                        let _ = reply.send(command.spawn());
+                        let _ = reply.send(spawn_here(command, own_group));
                     }
                 })
                 .ok()
@@ -375,7 +432,7 @@ mod spawner {
             ));
         };
         let (reply, result) = oneshot::channel();
-        jobs.send((command, tokio::runtime::Handle::current(), reply))
+        jobs.send((command, own_group, tokio::runtime::Handle::current(), reply))
             .map_err(|_| std::io::Error::other("the plugwire-spawner thread is gone"))?;
         result
             .await
