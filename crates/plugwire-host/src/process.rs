@@ -506,6 +506,53 @@ pub(crate) fn describe(status: Option<ExitStatus>) -> String {
 mod tests {
     use super::*;
 
+    /// Starts `sh` printing its pid, then waiting on a child of its own, through
+    /// `Process::spawn` as a launch does; returns what /proc says its argv[0] is, and how it
+    /// ended once killed.
+    async fn spawn_and_kill(arg0: Option<&str>) -> (String, Option<ExitStatus>) {
+        use std::os::unix::process::CommandExt;
+        use tokio::io::AsyncBufReadExt;
+        let mut command = std::process::Command::new("sh");
+        command
+            .args(["-c", "sleep 30 & echo $$; wait"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        if let Some(arg0) = arg0 {
+            command.arg0(arg0);
+        }
+        let options = SpawnOptions {
+            socket_dirs: Vec::new(),
+            kill_with_host: true,
+            own_group: true,
+        };
+        let (process, stdout, _stderr) =
+            Process::spawn(tokio::process::Command::from(command), options)
+                .await
+                .expect("spawned");
+        let mut line = String::new();
+        tokio::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .await
+            .expect("the pid line");
+        assert_eq!(line.trim(), process.pid().expect("a pid").to_string());
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", line.trim())).unwrap_or_default();
+        let argv0 = String::from_utf8_lossy(cmdline.split(|b| *b == 0).next().unwrap_or_default());
+        (argv0.into_owned(), process.kill().await)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn plain_commands_and_those_only_std_can_start_both_run_and_are_killed() {
+        use std::os::unix::process::ExitStatusExt;
+        // Plain: started like Go does (vfork.rs). With arg0: std's fork and a pre_exec hook.
+        for (arg0, expected) in [(None, "sh"), (Some("renamed-sh"), "renamed-sh")] {
+            let (argv0, status) = spawn_and_kill(arg0).await;
+            assert_eq!(argv0, expected);
+            let status = status.expect("killed and reaped within the bound");
+            assert_eq!(status.signal(), Some(9), "{status:?}");
+        }
+    }
+
     #[test]
     fn socket_list_forgets_only_gone_paths_and_stays_bounded() {
         let dir = tempfile::tempdir().expect("a temp dir");
