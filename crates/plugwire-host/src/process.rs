@@ -509,6 +509,7 @@ mod tests {
     /// Starts `sh` printing its pid, then waiting on a child of its own, through
     /// `Process::spawn` as a launch does; returns what /proc says its argv[0] is, and how it
     /// ended once killed.
+    #[cfg(target_os = "linux")]
     async fn spawn_and_kill(arg0: Option<&str>) -> (String, Option<ExitStatus>) {
         use std::os::unix::process::CommandExt;
         use tokio::io::AsyncBufReadExt;

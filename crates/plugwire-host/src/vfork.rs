@@ -42,7 +42,8 @@ const CHILD_STACK: usize = 64 * 1024;
 pub(crate) struct VforkChild {
     pid: libc::pid_t,
     pidfd: AsyncFd<OwnedFd>,
-    reaped: bool,
+    /// Set once reaped: the pid is no longer ours.
+    status: Option<ExitStatus>,
 }
 
 impl VforkChild {
@@ -63,7 +64,7 @@ impl VforkChild {
 
     /// Sends SIGKILL (the pid stays ours until it is reaped).
     pub(crate) fn start_kill(&mut self) -> io::Result<()> {
-        if self.reaped {
+        if self.status.is_some() {
             return Ok(());
         }
         nix::sys::signal::kill(
@@ -74,6 +75,9 @@ impl VforkChild {
     }
 
     fn try_reap(&mut self) -> io::Result<Option<ExitStatus>> {
+        if self.status.is_some() {
+            return Ok(self.status);
+        }
         let mut status = 0;
         loop {
             // SAFETY: waitpid on our own child, writing to a local.
@@ -82,8 +86,8 @@ impl VforkChild {
             match r {
                 0 => return Ok(None),
                 r if r == self.pid => {
-                    self.reaped = true;
-                    return Ok(Some(ExitStatus::from_raw(status)));
+                    self.status = Some(ExitStatus::from_raw(status));
+                    return Ok(self.status);
                 }
                 _ => {
                     let e = io::Error::last_os_error();
@@ -98,7 +102,7 @@ impl VforkChild {
 
 impl Drop for VforkChild {
     fn drop(&mut self) {
-        if self.reaped {
+        if self.status.is_some() {
             return;
         }
         let _ = self.start_kill();
@@ -202,7 +206,7 @@ fn spawn_checked(
     let child = VforkChild {
         pid,
         pidfd,
-        reaped: false,
+        status: None,
     };
     let stdout = ChildStdout::from_std(std::process::ChildStdout::from(out_read))?;
     let stderr = ChildStderr::from_std(std::process::ChildStderr::from(err_read))?;
@@ -452,7 +456,9 @@ mod tests {
         let (mut o, mut e) = (String::new(), String::new());
         out.read_to_string(&mut o).await.expect("stdout");
         err.read_to_string(&mut e).await.expect("stderr");
-        (child.wait().await.expect("waited"), o, e)
+        let status = child.wait().await.expect("waited");
+        assert_eq!(child.wait().await.expect("waited again"), status);
+        (status, o, e)
     }
 
     fn gone_within(pid: u32, limit: Duration) -> bool {
