@@ -129,8 +129,6 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
             if this.frame()? {
                 continue;
             }
-            // Zero-filled rather than read into spare capacity: no unsafe, and a memset of
-            // one chunk costs nothing next to the read.
             // Reads into the spare capacity: nothing is zeroed per read (at one read per small
             // call, zeroing a 64 KiB chunk cost more than the call's own work).
             this.incoming.reserve(this.want());
