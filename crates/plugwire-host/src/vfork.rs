@@ -111,17 +111,20 @@ impl Drop for VforkChild {
             let pid = self.pid;
             let _ = std::thread::Builder::new()
                 .name("plugwire-reaper".into())
-                .spawn(move || {
-                    let mut status = 0;
-                    // SAFETY: a blocking waitpid on our own, SIGKILLed child.
-                    #[allow(unsafe_code)]
-                    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
-                        && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
-                    {
-                    }
-                });
+                .spawn(move || reap_blocking(pid));
         }
     }
+}
+
+/// Reaps our child `pid`, blocking until it has exited: only for one that has exited or was
+/// just SIGKILLed.
+fn reap_blocking(pid: libc::pid_t) {
+    let mut status = 0;
+    // SAFETY: waitpid on our own child, writing to a local.
+    #[allow(unsafe_code)]
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
+        && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+    {}
 }
 
 /// Spawns `command` (stdin inherited, stdout and stderr piped; in a process group of its own
@@ -178,12 +181,7 @@ fn spawn_checked(
     let error = args.error.load(Ordering::SeqCst);
     if error != 0 {
         // The child has exited (CLONE_VFORK returned); reap it.
-        let mut status = 0;
-        // SAFETY: waitpid on our own exited child, writing to a local.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::waitpid(pid, &mut status, 0)
-        };
+        reap_blocking(pid);
         return Err(io::Error::from_raw_os_error(error));
     }
     let pidfd = match pidfd_open(pid).and_then(register) {
@@ -194,12 +192,7 @@ fn spawn_checked(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
-            let mut status = 0;
-            // SAFETY: waitpid on our own SIGKILLed child.
-            #[allow(unsafe_code)]
-            unsafe {
-                libc::waitpid(pid, &mut status, 0)
-            };
+            reap_blocking(pid);
             return Err(e);
         }
     };
